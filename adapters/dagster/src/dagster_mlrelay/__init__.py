@@ -1,0 +1,1 @@
+"""Dagster integration for mlrelay (resources, assets and checks arrive with the Dagster issue)."""

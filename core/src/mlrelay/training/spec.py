@@ -1,0 +1,182 @@
+"""The training job spec, job handles and results, shared by every training backend.
+
+One ``TrainingJob`` runs unchanged on the local backend (a subprocess) and on the cluster
+backends (a Kubernetes Job, a Kubeflow TrainJob or PyTorchJob), so it carries every field the
+cluster needs; the local backend ignores the ones it cannot honour and says so in the log.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, SecretStr, model_validator
+
+from mlrelay._model import DNS1123Name, Frozen
+
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _check_quantity(value: str) -> str:
+    if not _QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. '500m', '2', '4Gi')")
+    return value
+
+
+def _check_env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid environment variable name")
+    return value
+
+
+Quantity = Annotated[str, AfterValidator(_check_quantity)]
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
+
+
+class Resources(Frozen):
+    """Compute for one trainer (per node for multi-node backends).
+
+    ``cpu``/``memory`` are requests; limits default to the requests for memory (so an
+    out-of-memory trainer is OOMKilled at a known size) and to none for CPU.
+    """
+
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    gpu: int = Field(default=0, ge=0)
+    cpu_limit: Quantity | None = None
+    memory_limit: Quantity | None = None
+
+
+class SecretKeyRef(Frozen):
+    """A key of a Kubernetes Secret (or, locally, ``<secrets_dir>/<name>/<key>``)."""
+
+    name: DNS1123Name
+    key: str = Field(min_length=1)
+
+
+class EnvVar(Frozen):
+    """An environment variable: a plain value, a secret value, or a reference to a Secret key.
+
+    Prefer ``secret_key_ref``; a ``secret_value`` is a ``SecretStr`` and is never logged or dumped.
+    """
+
+    name: EnvName
+    value: str | None = None
+    secret_value: SecretStr | None = None
+    secret_key_ref: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> EnvVar:
+        given = [x for x in (self.value, self.secret_value, self.secret_key_ref) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of value, secret_value, secret_key_ref")
+        return self
+
+
+class Toleration(Frozen):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+
+class TrainingJob(Frozen):
+    """What to train, where its results go, and what it was trained on.
+
+    Attributes:
+        name: the job's name (DNS-1123, at most 63 characters): also the MLflow run name.
+        image: the training image (cluster backends); the local backend runs ``command`` directly.
+        command: the argv to run (never through a shell); ``args`` are appended.
+        experiment: the MLflow experiment; created if missing.
+        timeout: seconds before the job is stopped and reported as ``Timeout``.
+        dataset_uri / dataset_hash / validation: lineage of the data, written as tags on the MLflow
+            run before the job starts, later copied onto the model version.
+    """
+
+    name: DNS1123Name
+    command: list[str] = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    image: str | None = None
+    env: list[EnvVar] = Field(default_factory=list)
+    working_dir: str | None = None
+    resources: Resources = Field(default_factory=Resources)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    service_account: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0)
+    backoff_limit: int = Field(default=0, ge=0)
+    experiment: str = Field(default="mlrelay", min_length=1)
+    tags: dict[str, str] = Field(default_factory=dict)
+    dataset_uri: str | None = None
+    dataset_hash: str | None = None
+    validation: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _unique_env(self) -> TrainingJob:
+        names = [e.name for e in self.env]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"environment variables defined twice: {', '.join(dupes)}")
+        return self
+
+
+class JobState(StrEnum):
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class JobHandle(Frozen):
+    """Enough to find a submitted job again, from another process or another try of a task.
+
+    An Airflow trigger is serialised with this handle; ``backend.status(handle)`` works from it.
+    """
+
+    backend: str
+    job_name: str
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    namespace: str | None = None
+    pid: int | None = None
+    log_path: str | None = None
+    submitted_at: datetime
+
+
+class JobStatus(Frozen):
+    state: JobState
+    reason: str | None = None
+    message: str | None = None
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class TrainingResult(Frozen):
+    """A finished, successful training job and what it logged to MLflow.
+
+    Attributes:
+        model_uri: the logged model (``models:/m-...`` in MLflow 3), registered by ``register_model``.
+    """
+
+    job_name: str
+    backend: str
+    run_id: str
+    experiment_id: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, str] = Field(default_factory=dict)
+    model_uri: str | None = None
+    duration_seconds: float
+    dataset_hash: str | None = None
