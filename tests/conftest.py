@@ -26,8 +26,8 @@ os.environ["FEAST_USAGE"] = "False"
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
-from mlrelay import _proc  # noqa: E402
-from mlrelay.settings import LocalSettings, MLflowSettings  # noqa: E402
+from mlrelay import _proc
+from mlrelay.settings import LocalSettings, MLflowSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -40,7 +40,9 @@ def free_port() -> int:
 
 
 def _load_generator():  # the example's generator is a script, not an installed module
-    spec = importlib.util.spec_from_file_location("fraud_generate", EXAMPLES / "data" / "generate.py")
+    spec = importlib.util.spec_from_file_location(
+        "fraud_generate", EXAMPLES / "data" / "generate.py"
+    )
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(module)
@@ -56,12 +58,24 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in teardown
     proc = _proc.spawn(
         [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
         ],
-        env=env, stdout=log, stderr=log,
+        env=env,
+        stdout=log,
+        stderr=log,
     )
     uri = f"http://127.0.0.1:{port}"
     try:

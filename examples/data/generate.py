@@ -31,7 +31,9 @@ RISKY = {"electronics": 1.2, "gaming": 1.0, "jewelry": 1.5, "travel": 0.6}
 NEW_CUSTOMERS = 5  # customers with transactions but no statistics (Feast drops their rows)
 
 
-def generate(rows: int = 5000, customers: int = 400, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+def generate(
+    rows: int = 5000, customers: int = 400, seed: int = 7
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (transactions, customer_stats); the same arguments always give the same frames."""
     rng = np.random.default_rng(seed)
     cust_ids = np.arange(1001, 1001 + customers)
@@ -46,9 +48,12 @@ def generate(rows: int = 5000, customers: int = 400, seed: int = 7) -> tuple[pd.
         {
             "customer_id": np.repeat(cust_ids[:known], DAYS),
             "event_timestamp": np.tile(days, known),
-            "avg_amount_30d": np.repeat(base_amount[:known], DAYS) * rng.normal(1.0, 0.05, known * DAYS),
+            "avg_amount_30d": np.repeat(base_amount[:known], DAYS)
+            * rng.normal(1.0, 0.05, known * DAYS),
             "tx_count_7d": rng.poisson(6, known * DAYS),
-            "chargeback_rate": np.clip(np.repeat(risk[:known], DAYS) * 0.3 + rng.normal(0, 0.01, known * DAYS), 0, 1),
+            "chargeback_rate": np.clip(
+                np.repeat(risk[:known], DAYS) * 0.3 + rng.normal(0, 0.01, known * DAYS), 0, 1
+            ),
             "account_age_days": np.repeat(age_days[:known], DAYS) + np.tile(np.arange(DAYS), known),
         }
     )
@@ -56,7 +61,9 @@ def generate(rows: int = 5000, customers: int = 400, seed: int = 7) -> tuple[pd.
 
     # Transactions start one day in, so every known customer has statistics before them.
     idx = rng.integers(0, customers, size=rows)
-    ts = [START + timedelta(days=1, seconds=int(s)) for s in rng.integers(0, (DAYS - 1) * 86400, rows)]
+    ts = [
+        START + timedelta(days=1, seconds=int(s)) for s in rng.integers(0, (DAYS - 1) * 86400, rows)
+    ]
     category = rng.choice(CATEGORIES, size=rows)
     amount = base_amount[idx] * rng.lognormal(0.0, 0.5, rows)
     hour = np.array([t.hour for t in ts])

@@ -73,9 +73,12 @@ def safe_name(*parts: str, max_length: int = MAX_NAME) -> str:
 
 def config_error_from(exc: Exception, *, spec: str) -> ConfigError:
     """Turn a pydantic ``ValidationError`` into a ``ConfigError`` naming the first bad field."""
-    errors: list[Any] = list(exc.errors(include_input=False)) if isinstance(exc, ValidationError) else []
+    errors: list[Any] = (
+        list(exc.errors(include_input=False)) if isinstance(exc, ValidationError) else []
+    )
     if not errors:
         return ConfigError(str(exc))
+
     def where(err: Any) -> str:
         loc = ".".join(str(p) for p in err.get("loc", ()))
         return f"{spec}.{loc}" if loc else spec

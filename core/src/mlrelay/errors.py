@@ -108,14 +108,22 @@ class TrainingFailed(MLRelayError):
         self.logs = list(logs or [])
         self.run_id = run_id
         tail = "\n".join(f"  | {line}" for line in self.logs[-10:])
-        super().__init__(f"job {job_name!r} failed ({reason}): {message}" + (f"\n{tail}" if tail else ""))
+        super().__init__(
+            f"job {job_name!r} failed ({reason}): {message}" + (f"\n{tail}" if tail else "")
+        )
 
 
 class RegistrationFailed(MLRelayError):
     """MLflow put the model version in ``FAILED_REGISTRATION`` (or refused to create it)."""
 
-    def __init__(self, message: str, *, model_name: str, version: str | None = None,
-                 status_message: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        model_name: str,
+        version: str | None = None,
+        status_message: str | None = None,
+    ) -> None:
         self.model_name = model_name
         self.version = version
         self.status_message = status_message
@@ -133,8 +141,15 @@ class ModelRejected(MLRelayError):
 class DeploymentFailed(MLRelayError):
     """A rollout failed; ``rolled_back`` says whether the previous version serves again."""
 
-    def __init__(self, message: str, *, name: str, reason: str, rolled_back: bool,
-                 failure_info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str,
+        reason: str,
+        rolled_back: bool,
+        failure_info: dict[str, Any] | None = None,
+    ) -> None:
         self.name = name
         self.reason = reason
         self.rolled_back = rolled_back

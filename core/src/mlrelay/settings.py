@@ -8,16 +8,27 @@ their value never appears in ``repr``, logs, ``model_dump(mode="json")`` or erro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mlrelay._model import DNS1123Name, config_error_from
 from mlrelay.errors import ConfigError
 
 
-class LocalSettings(BaseSettings):
+class _Settings(BaseSettings):
+    """Settings whose bad values raise ``ConfigError`` without echoing the value (maybe a secret)."""
+
+    def __init__(self, /, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise config_error_from(exc, spec=type(self).__name__) from None
+
+
+class LocalSettings(_Settings):
     """Where local backends keep their state (the SQLite MLflow, artifacts, served endpoints).
 
     Environment: ``MLRELAY_HOME`` (default ``.mlrelay`` in the working directory, like ``mlruns``).
@@ -41,7 +52,7 @@ class LocalSettings(BaseSettings):
         return self.home.resolve() / "artifacts"
 
 
-class MLflowSettings(BaseSettings):
+class MLflowSettings(_Settings):
     """How to reach the MLflow tracking server and model registry.
 
     Environment: ``MLFLOW_TRACKING_URI``, ``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_REGISTRY_URI``,
@@ -100,13 +111,13 @@ class MLflowSettings(BaseSettings):
 def redact_uri(uri: str) -> str:
     """Drop user info (``user:password@``) and query strings from a URI before it is shown."""
     parts = urlsplit(uri)
-    if not parts.netloc or "@" not in parts.netloc and not parts.query:
+    if not parts.netloc or ("@" not in parts.netloc and not parts.query):
         return uri
     host = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-class KubernetesSettings(BaseSettings):
+class KubernetesSettings(_Settings):
     """How to reach a Kubernetes API server (used by the cluster backends).
 
     Environment: ``MLRELAY_K8S_KUBECONFIG`` (else ``KUBECONFIG``), ``MLRELAY_K8S_CONTEXT``,
@@ -118,7 +129,7 @@ class KubernetesSettings(BaseSettings):
 
     kubeconfig: Path | None = None
     context: str | None = None
-    namespace: str = "default"
+    namespace: DNS1123Name = "default"
     in_cluster: bool = False
     host: str | None = None
     token: SecretStr | None = None
@@ -127,7 +138,7 @@ class KubernetesSettings(BaseSettings):
     request_timeout: float = Field(default=30.0, gt=0)
 
 
-class KServeSettings(BaseSettings):
+class KServeSettings(_Settings):
     """Where and how InferenceServices are deployed (used by the KServe backend).
 
     Environment: ``MLRELAY_KSERVE_NAMESPACE``, ``MLRELAY_KSERVE_DEPLOYMENT_MODE``,
@@ -136,7 +147,7 @@ class KServeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MLRELAY_KSERVE_", frozen=True, extra="ignore")
 
-    namespace: str = "default"
-    deployment_mode: str = "Serverless"
+    namespace: DNS1123Name = "default"
+    deployment_mode: Literal["Serverless", "RawDeployment"] = "Serverless"
     service_account: str | None = None
     ready_timeout: float = Field(default=600.0, gt=0)

@@ -50,9 +50,9 @@ class PromotionGate(Frozen):
 
     @model_validator(mode="after")
     def _bounds_in_order(self) -> PromotionGate:
-        if self.min_value is not None and self.max_value is not None:
-            if self.min_value > self.max_value:
-                raise ValueError("min_value must not exceed max_value")
+        low, high = self.min_value, self.max_value
+        if low is not None and high is not None and low > high:
+            raise ValueError("min_value must not exceed max_value")
         return self
 
 

@@ -1,0 +1,41 @@
+# mlrelay developer commands. Each target installs what it needs: uv (when missing) and the
+# locked workspace environment (.venv), so a fresh machine needs only Python, make and git.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := true
+
+.PHONY: help sync demo test lint typecheck bench clean
+
+help:
+	@echo "make demo   run the whole pipeline on local backends (DEMO_ARGS=--no-keep to stop the endpoint after)"
+	@echo "make test   lint, type-check and run the test suite"
+	@echo "make lint   ruff check and format check"
+	@echo "make bench  benchmarks"
+
+sync:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@$(UV) sync --all-packages --frozen --quiet
+
+demo: sync
+	$(UV) run --frozen mlrelay demo $(DEMO_ARGS)
+
+lint: sync
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+typecheck: sync
+	$(UV) run --frozen mypy
+
+test: lint typecheck
+	$(UV) run --frozen pytest -q --durations=20 $(PYTEST_ARGS)
+
+bench: sync
+	@echo "benchmarks arrive with the benchmarks issue (see benchmarks/README.md)"
+
+clean:
+	rm -rf .mlrelay .pytest_cache .mypy_cache .ruff_cache
