@@ -19,7 +19,7 @@ help:
 
 sync:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	@$(UV) sync --all-packages --frozen --quiet
+	@$(UV) sync --all-packages --frozen --compile-bytecode --quiet
 
 demo: sync
 	$(UV) run --frozen mlrelay demo $(DEMO_ARGS)

@@ -50,9 +50,22 @@ def _load_generator():  # the example's generator is a script, not an installed 
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mlflow_server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session MLflow server keeps its SQLite store, artifacts and log."""
+    return tmp_path_factory.mktemp("mlflow-server")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_db(mlflow_server: str, mlflow_server_dir: Path) -> Path:
+    """The session server's SQLite store, for tests that must put the registry in a state no
+    REST call can (a version stuck in PENDING_REGISTRATION or FAILED_REGISTRATION)."""
+    return mlflow_server_dir / "mlflow.db"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_server_dir: Path) -> Iterator[str]:
     """URI of a real MLflow tracking server for the whole session."""
-    root = tmp_path_factory.mktemp("mlflow-server")
+    root = mlflow_server_dir
     port = free_port()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in teardown

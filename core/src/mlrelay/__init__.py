@@ -24,15 +24,19 @@ _EXPORTS: dict[str, str] = {
     "train": "mlrelay.training",
     "register_model": "mlrelay.registry",
     "promote": "mlrelay.registry",
+    "get_version": "mlrelay.registry",
+    "lineage_of": "mlrelay.registry",
     "deploy": "mlrelay.serving",
     "undeploy": "mlrelay.serving",
     "rollback": "mlrelay.serving",
+    "list_deployments": "mlrelay.serving",
     # specs and results
     "ValidationPolicy": "mlrelay.validation.spec",
     "ValidationReport": "mlrelay.validation.spec",
     "FeatureRequest": "mlrelay.features.spec",
     "MaterializeRequest": "mlrelay.features.spec",
     "TrainingSet": "mlrelay.features.spec",
+    "MaterializationResult": "mlrelay.features.spec",
     "TrainingJob": "mlrelay.training.spec",
     "TrainingResult": "mlrelay.training.spec",
     "Resources": "mlrelay.training.spec",
@@ -76,10 +80,15 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from mlrelay.features import build_training_set, materialize_features
-    from mlrelay.features.spec import FeatureRequest, MaterializeRequest, TrainingSet
-    from mlrelay.registry import promote, register_model
+    from mlrelay.features.spec import (
+        FeatureRequest,
+        MaterializationResult,
+        MaterializeRequest,
+        TrainingSet,
+    )
+    from mlrelay.registry import get_version, lineage_of, promote, register_model
     from mlrelay.registry.spec import ModelVersionRef, PromotionDecision, PromotionGate
-    from mlrelay.serving import deploy, rollback, undeploy
+    from mlrelay.serving import deploy, list_deployments, rollback, undeploy
     from mlrelay.serving.local import LocalServingBackend
     from mlrelay.serving.spec import Canary, Deployment, DeploymentSpec, Replace
     from mlrelay.settings import KServeSettings, KubernetesSettings, LocalSettings, MLflowSettings

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, Any
 
 from mlrelay._deps import require
 from mlrelay.settings import LocalSettings, MLflowSettings
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mlrelay.mlflow")
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Download progress bars are written to stderr character by character: noise in task logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def resolve(settings: MLflowSettings | None, local: LocalSettings | None = None) -> MLflowSettings:
@@ -34,6 +37,7 @@ def resolve(settings: MLflowSettings | None, local: LocalSettings | None = None)
 def client(settings: MLflowSettings) -> MlflowClient:
     """An ``MlflowClient`` for these settings (``tracking_uri`` must be resolved)."""
     mlflow = require("mlflow", "local")
+    _skip_feast_header_provider()
     if settings.token is not None:
         os.environ["MLFLOW_TRACKING_TOKEN"] = settings.token.get_secret_value()
     return mlflow.MlflowClient(  # type: ignore[no-any-return]
@@ -66,3 +70,31 @@ def ensure_experiment(
         if exp is None:
             raise
         return str(exp.experiment_id)
+
+
+def _skip_feast_header_provider() -> None:
+    """Keep MLflow from importing all of Feast on its first REST call.
+
+    Feast registers an ``mlflow.request_header_provider`` entry point; MLflow loads every such
+    plugin when it builds its first request, and loading Feast's imports the whole ``feast``
+    package (6-16 s measured here) in every process that talks to a tracking server. The
+    provider only adds headers inside Feast's own MLflow data-source calls (a context variable
+    Feast sets), so when Feast is not imported in this process it is skipped. MLflow has no
+    setting for this; the filter wraps its entry-point lookup before the registry reads it.
+    """
+    if "feast" in sys.modules or "mlflow.tracking.request_header.registry" in sys.modules:
+        return
+    from mlflow.utils import plugins
+
+    original = plugins.get_entry_points
+    if getattr(original, "_mlrelay_filtered", False):
+        return
+
+    def get_entry_points(group: str) -> list[Any]:
+        found: list[Any] = list(original(group))
+        if group != "mlflow.request_header_provider":
+            return found
+        return [ep for ep in found if not ep.value.startswith("feast.")]
+
+    get_entry_points._mlrelay_filtered = True  # type: ignore[attr-defined]
+    plugins.get_entry_points = get_entry_points

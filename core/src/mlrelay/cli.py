@@ -22,6 +22,11 @@ from mlrelay.errors import MLRelayError
 
 
 def _setup_logging(verbose: bool) -> None:
+    import warnings
+
+    # Deprecation notices of the libraries underneath are for their maintainers, not our users.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -50,15 +55,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from mlrelay.serving import list_deployments, undeploy
+    from mlrelay.serving.local import LocalServingBackend
 
+    backend = LocalServingBackend()
     if args.serve_cmd == "list":
-        deployments = list_deployments()
+        deployments = list_deployments(backend)
         if not deployments:
             print("no local deployments are running")
         for d in deployments:
             print(f"{d.name}\t{d.model_name} v{d.model_version}\t{d.url}\tpid {d.pid}")
         return 0
-    undeploy(args.name)
+    undeploy(args.name, backend)
     print(f"stopped {args.name}")
     return 0
 

@@ -88,9 +88,11 @@ def run(options: DemoOptions, out: Callable[[str], None] = print) -> DemoSummary
     from mlrelay import _mlflow
     from mlrelay.features import build_training_set, materialize_features
     from mlrelay.features.spec import FeatureRequest, MaterializeRequest
+    from mlrelay.lineage_trail import trail
     from mlrelay.registry import get_version, promote, register_model
     from mlrelay.registry.spec import PromotionGate
     from mlrelay.serving import deploy, list_deployments, undeploy
+    from mlrelay.serving.local import LocalServingBackend
     from mlrelay.serving.spec import DeploymentSpec
     from mlrelay.settings import LocalSettings
     from mlrelay.training import train
@@ -102,7 +104,10 @@ def run(options: DemoOptions, out: Callable[[str], None] = print) -> DemoSummary
     local = LocalSettings()
     settings = _mlflow.resolve(None, local)
     workdir = (options.workdir or local.home / "demo").resolve()
-    data_dir = workdir / "data"
+    # The Feast repo is copied into the work dir and the data is written into its data/ folder:
+    # every path in the repo is relative to it, so the copy is a complete local feature store.
+    repo = _copy_feature_repo(files["feature_repo"], workdir / "feature_repo")
+    data_dir = repo / "data"
     summary = DemoSummary()
     started = time.perf_counter()
     out(f"mlrelay demo: MLflow at {settings.display_uri}, work dir {workdir}")
@@ -126,7 +131,6 @@ def run(options: DemoOptions, out: Callable[[str], None] = print) -> DemoSummary
         )
 
     with _step(summary, "build training set", out):
-        repo = _prepare_feature_repo(files["feature_repo"], workdir, data_dir)
         tset = build_training_set(
             FeatureRequest(
                 repo=str(repo),
@@ -141,7 +145,8 @@ def run(options: DemoOptions, out: Callable[[str], None] = print) -> DemoSummary
         )
 
     with _step(summary, "materialize features", out):
-        mat = materialize_features(MaterializeRequest(repo=str(repo), end=_latest_event(paths)))
+        start, end = _event_range(paths)
+        mat = materialize_features(MaterializeRequest(repo=str(repo), start=start, end=end))
         out(f"    online store loaded: {', '.join(mat.feature_views)}")
 
     with _step(summary, "train", out):
@@ -178,64 +183,72 @@ def run(options: DemoOptions, out: Callable[[str], None] = print) -> DemoSummary
         champion = get_version(MODEL_NAME, "@champion", settings=settings)
 
     with _step(summary, "deploy", out):
-        current = {d.name: d for d in list_deployments()}.get(MODEL_NAME)
+        backend = LocalServingBackend(settings=settings, local=local)
+        current = {d.name: d for d in list_deployments(backend)}.get(MODEL_NAME)
         if current is not None and current.model_version == champion.version:
             deployment = current
             out(f"    endpoint already serves {MODEL_NAME} v{champion.version}: left as it is")
         else:
-            deployment = deploy(DeploymentSpec(name=MODEL_NAME, model=champion, port=options.port))
+            spec = DeploymentSpec(name=MODEL_NAME, model=champion, port=options.port)
+            deployment = deploy(spec, backend)
             out(f"    smoke test: {json.dumps(deployment.smoke_test)}")
         summary.endpoint = deployment.url
         summary.model_version = deployment.model_version
 
     summary.total_seconds = round(time.perf_counter() - started, 2)
-    _print_result(summary, deployment, paths, settings.tracking_uri or "", out)
-    if not options.keep:
-        undeploy(MODEL_NAME)
+    _print_result(
+        summary, deployment, paths, out, lineage=trail(MODEL_NAME, settings=settings, local=local)
+    )
+    _print_mlflow_hint(settings.tracking_uri or "", out)
+    if options.keep:
+        out(f"The endpoint keeps running; stop it with: uv run mlrelay serve stop {MODEL_NAME}")
+    else:
+        undeploy(MODEL_NAME, backend)
         out(f"endpoint {MODEL_NAME} stopped (--no-keep)")
     return summary
 
 
-def _prepare_feature_repo(template: Path, workdir: Path, data_dir: Path) -> Path:
-    raise NotImplementedError  # filled in once the features step lands
+def _copy_feature_repo(template: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(
+        template,
+        target,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("data", "__pycache__", "*.md", ".gitignore"),
+    )
+    return target
 
 
-def _latest_event(paths: dict[str, Path]) -> Any:
+def _event_range(paths: dict[str, Path]) -> tuple[Any, Any]:
+    """The first and last statistics timestamps: the window to load into the online store."""
     import pandas as pd
 
-    return (
-        pd.read_parquet(paths["customer_stats"], columns=["event_timestamp"])["event_timestamp"]
-        .max()
-        .to_pydatetime()
-    )
+    ts = pd.read_parquet(paths["customer_stats"], columns=["event_timestamp"])["event_timestamp"]
+    return ts.min().to_pydatetime(), ts.max().to_pydatetime() + pd.Timedelta(seconds=1)
 
 
 def _print_result(
     summary: DemoSummary,
     deployment: Any,
     paths: dict[str, Path],
-    tracking_uri: str,
     out: Callable[[str], None],
+    *,
+    lineage: dict[str, Any],
 ) -> None:
-    from mlrelay.lineage_trail import render, trail
+    from mlrelay.lineage_trail import render
 
     row = _sample_row(paths)
-    body = json.dumps(
-        {
-            "inputs": [
-                {"name": k, "shape": [1], "datatype": _v2_type(v), "data": [v]}
-                for k, v in row.items()
-            ]
-        }
-    )
+    inputs = [
+        {"name": k, "shape": [1], "datatype": _v2_type(v), "data": [v]} for k, v in row.items()
+    ]
+    body = json.dumps({"inputs": inputs})
+    timings = ", ".join(f"{k} {v:.1f}" for k, v in summary.steps.items())
     out("")
+    out(f"Step timings (s): {timings} | total {summary.total_seconds:.1f}")
     out(
-        "Step timings (s): "
-        + ", ".join(f"{k} {v:.1f}" for k, v in summary.steps.items())
-        + f" | total {summary.total_seconds:.1f}"
-    )
-    out(
-        f"Endpoint: {deployment.url}  ({MODEL_NAME} v{deployment.model_version}, pid {deployment.pid})"
+        f"Endpoint: {deployment.url}  ({MODEL_NAME} v{deployment.model_version}, "
+        f"pid {deployment.pid})"
     )
     out("Try it:")
     out(
@@ -243,13 +256,15 @@ def _print_result(
         f"{deployment.url}/v2/models/{MODEL_NAME}/infer"
     )
     out("Lineage:")
-    for line in render(trail(MODEL_NAME)).splitlines():
+    for line in render(lineage).splitlines():
         out(f"  {line}")
+
+
+def _print_mlflow_hint(tracking_uri: str, out: Callable[[str], None]) -> None:
     if tracking_uri.startswith("sqlite:"):
         out(f"MLflow UI: uv run mlflow ui --backend-store-uri {tracking_uri} --port 5000")
     else:
         out(f"MLflow UI: {tracking_uri}")
-    out(f"Stop the endpoint: uv run mlrelay serve stop {MODEL_NAME}")
 
 
 def _sample_row(paths: dict[str, Path]) -> dict[str, Any]:

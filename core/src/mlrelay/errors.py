@@ -13,6 +13,7 @@ failure types, so a pipeline fails the same way in Airflow, Prefect and Dagster:
     ├── TrainingFailed            the training job failed (``reason``, ``exit_code``, ``logs``)
     ├── RegistrationFailed        MLflow could not register the model version (``status_message``)
     ├── ModelRejected             the promotion gate said no (``decision``)
+    ├── PromotionConflict         another promoter moved the alias while we set it (``holder``)
     ├── DeploymentFailed          the rollout failed (``reason``, ``rolled_back``, ``failure_info``)
     ├── ServiceUnavailable        a tracking server or API could not be reached (``uri``, no secrets)
     └── OperationTimeout          a wait ran out of time (``operation``, ``timeout``)
@@ -136,6 +137,25 @@ class ModelRejected(MLRelayError):
     def __init__(self, decision: PromotionDecision) -> None:
         self.decision = decision
         super().__init__(decision.reason)
+
+
+class PromotionConflict(MLRelayError):
+    """Another promoter moved the alias between our write and our read-back (FAULTS M4).
+
+    MLflow alias moves are atomic but last-writer-wins, so the only safe promotion is
+    read, set, verify. The loser raises this; retrying re-runs the gate against the new holder.
+    """
+
+    def __init__(self, *, model_name: str, alias: str, ours: str, holder: str) -> None:
+        self.model_name = model_name
+        self.alias = alias
+        self.ours = ours
+        self.holder = holder
+        super().__init__(
+            f"{model_name}@{alias} was moved to version {holder} by another promoter right after "
+            f"this one set it to version {ours}; version {holder} keeps the alias "
+            "(retry to gate against it)"
+        )
 
 
 class DeploymentFailed(MLRelayError):

@@ -44,8 +44,9 @@ class PromotionGate(Frozen):
     metric: str = Field(min_length=1)
     greater_is_better: bool = True
     min_delta: float = Field(default=0.0, ge=0.0)
-    min_value: float | None = None
-    max_value: float | None = None
+    # NaN bounds would compare False against everything and silently drop the bound.
+    min_value: float | None = Field(default=None, allow_inf_nan=False)
+    max_value: float | None = Field(default=None, allow_inf_nan=False)
     on_reject: Literal["raise", "return"] = "raise"
 
     @model_validator(mode="after")

@@ -61,6 +61,8 @@ class Deployment(Frozen):
         traffic: percent of requests per model version (``{"3": 90, "4": 10}``).
         promoted: whether this call moved the endpoint's traffic to the new version.
         pid: the local model server's process id (local backend only).
+        timings: seconds spent per phase of this rollout (``download``, ``start_to_ready``,
+            ``smoke_test``, ``total``), so a slow deploy says where its time went.
     """
 
     name: str
@@ -73,4 +75,5 @@ class Deployment(Frozen):
     promoted: bool = True
     pid: int | None = None
     smoke_test: dict[str, Any] | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
     created_at: datetime

@@ -32,6 +32,17 @@ def _check_env_name(value: str) -> str:
     return value
 
 
+# The variables through which a job finds its MLflow run (``RunContext.env``/``secret_env``).
+RUN_ENV = frozenset(
+    {
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_RUN_ID",
+    }
+)
+
 Quantity = Annotated[str, AfterValidator(_check_quantity)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 
@@ -123,6 +134,62 @@ class TrainingJob(Frozen):
         if dupes:
             raise ValueError(f"environment variables defined twice: {', '.join(dupes)}")
         return self
+
+    @model_validator(mode="after")
+    def _run_env_reserved(self) -> TrainingJob:
+        # The job logs into the run mlrelay created for it; these point it there (RunContext).
+        reserved = sorted({e.name for e in self.env} & RUN_ENV)
+        if reserved:
+            raise ValueError(
+                f"{', '.join(reserved)}: set by mlrelay from the MLflow settings and the run it "
+                "creates, not by the job (MLflowSettings.training_tracking_uri sets a job-side URI)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _lineage_tags_reserved(self) -> TrainingJob:
+        # mlrelay.* tags are the lineage written from this spec; a user tag must not forge them.
+        reserved = sorted(k for k in self.tags if k.startswith("mlrelay."))
+        if reserved:
+            raise ValueError(
+                f"tag keys starting with 'mlrelay.' are reserved: {', '.join(reserved)}"
+            )
+        return self
+
+
+class RunContext(Frozen):
+    """The MLflow run created for a job before it starts, and how the job reaches it.
+
+    Every backend hands the job the same variables (``env()``, plus ``secret_env()`` through its
+    own secret mechanism), so a training script only needs ``mlflow.start_run()``.
+
+    Attributes:
+        tracking_uri: the URI as the job sees it (``MLflowSettings.training_tracking_uri`` when a
+            pod cannot reach the URI the caller uses).
+        token: the tracking server token, passed to the job as a secret.
+    """
+
+    run_id: str
+    experiment_id: str
+    experiment_name: str
+    tracking_uri: str
+    token: SecretStr | None = None
+
+    def env(self) -> dict[str, str]:
+        """The plain MLflow variables for the job: safe to show."""
+        return {
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_EXPERIMENT_ID": self.experiment_id,
+            "MLFLOW_EXPERIMENT_NAME": self.experiment_name,
+            "MLFLOW_RUN_ID": self.run_id,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+
+    def secret_env(self) -> dict[str, str]:
+        """The credentials for the job: never logged, masked in its output."""
+        if self.token is None:
+            return {}
+        return {"MLFLOW_TRACKING_TOKEN": self.token.get_secret_value()}
 
 
 class JobState(StrEnum):

@@ -32,7 +32,13 @@ class ValidationStatistics(Frozen):
 
 
 class FailedExpectation(Frozen):
-    """One unmet expectation, with enough numbers to judge it without opening data docs."""
+    """One unmet expectation, with enough numbers to judge it without opening data docs.
+
+    Attributes:
+        exception: why Great Expectations could not evaluate the expectation at all (a missing
+            column, a type that cannot be compared), when that is why it failed. Such an
+            expectation carries no counts, so without this message it would fail silently.
+    """
 
     expectation_type: str
     column: str | None = None
@@ -41,6 +47,7 @@ class FailedExpectation(Frozen):
     unexpected_percent: float | None = None
     sample_values: list[Any] = Field(default_factory=list)
     observed_value: Any = None
+    exception: str | None = None
 
 
 class ValidationReport(Frozen):
