@@ -91,7 +91,7 @@ def run(options: DemoOptions, out: Callable[[str], None] = print) -> DemoSummary
     from mlrelay.lineage_trail import trail
     from mlrelay.registry import get_version, promote, register_model
     from mlrelay.registry.spec import PromotionGate
-    from mlrelay.serving import deploy, list_deployments, undeploy
+    from mlrelay.serving import deploy, undeploy
     from mlrelay.serving.local import LocalServingBackend
     from mlrelay.serving.spec import DeploymentSpec
     from mlrelay.settings import LocalSettings
@@ -184,14 +184,17 @@ def run(options: DemoOptions, out: Callable[[str], None] = print) -> DemoSummary
 
     with _step(summary, "deploy", out):
         backend = LocalServingBackend(settings=settings, local=local)
-        current = {d.name: d for d in list_deployments(backend)}.get(MODEL_NAME)
-        if current is not None and current.model_version == champion.version:
-            deployment = current
-            out(f"    endpoint already serves {MODEL_NAME} v{champion.version}: left as it is")
-        else:
-            spec = DeploymentSpec(name=MODEL_NAME, model=champion, port=options.port)
-            deployment = deploy(spec, backend)
-            out(f"    smoke test: {json.dumps(deployment.smoke_test)}")
+        # Deploying the version that already serves only smoke-tests it again (promoted=False).
+        deployment = deploy(
+            DeploymentSpec(name=MODEL_NAME, model=champion, port=options.port), backend
+        )
+        smoke = deployment.smoke_test or {}
+        if not deployment.promoted:
+            out(f"    endpoint already serves {MODEL_NAME} v{champion.version}: left running")
+        out(
+            f"    smoke test: {smoke.get('predictions')} predictions for {smoke.get('rows')} rows "
+            f"in {smoke.get('latency_ms')} ms"
+        )
         summary.endpoint = deployment.url
         summary.model_version = deployment.model_version
 
