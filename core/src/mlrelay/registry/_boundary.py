@@ -78,6 +78,20 @@ def translate(
 
 
 @contextmanager
+def not_found_raises(error: ConfigError) -> Iterator[None]:
+    """Raise ``error`` when MLflow answers NOT_FOUND in the block: what the caller named is absent.
+
+    MLflow's exception is chained as ``__cause__``; any other exception passes unchanged.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if error_code(exc) not in NOT_FOUND:
+            raise
+        raise error from exc
+
+
+@contextmanager
 def boundary(
     settings: MLflowSettings, action: str, *, model_name: str | None = None
 ) -> Iterator[None]:

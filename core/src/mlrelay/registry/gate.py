@@ -93,34 +93,61 @@ def decide(
         champion_version: the version holding the alias, if any.
         champion_value: its ``gate.metric``; ``None`` or NaN leaves only the bounds to pass.
     """
+    candidate = (candidate_version, candidate_value)
+    champion = (champion_version, champion_value)
+    promoted, reason = _judge(gate, alias, candidate, champion)
+    return verdict(model_name, alias, gate.metric, candidate, champion, promoted, reason)
+
+
+def verdict(
+    model_name: str,
+    alias: str,
+    metric: str,
+    candidate: tuple[str, float],
+    champion: tuple[str | None, float | None],
+    promoted: bool,
+    reason: str,
+) -> PromotionDecision:
+    """The decision record, built one way by the gate and by a retry that finds the alias held.
+
+    ``candidate`` and ``champion`` are ``(version, value)``; non-finite values are kept as ``None``.
+    """
+    (candidate_version, candidate_value), (champion_version, champion_value) = candidate, champion
+    return PromotionDecision(
+        model_name=model_name,
+        alias=alias,
+        metric=metric,
+        candidate_version=candidate_version,
+        candidate_value=finite_or_none(candidate_value),
+        champion_version=champion_version,
+        champion_value=finite_or_none(champion_value),
+        promoted=promoted,
+        reason=reason,
+    )
+
+
+def _judge(
+    gate: PromotionGate,
+    alias: str,
+    candidate: tuple[str, float],
+    champion: tuple[str | None, float | None],
+) -> tuple[bool, str]:
+    """The rule ``decide`` documents: whether the candidate is promoted, and the reason."""
+    (candidate_version, candidate_value), (champion_version, champion_value) = candidate, champion
     metric = gate.metric
-
-    def verdict(promoted: bool, reason: str) -> PromotionDecision:
-        return PromotionDecision(
-            model_name=model_name,
-            alias=alias,
-            metric=metric,
-            candidate_version=candidate_version,
-            candidate_value=finite_or_none(candidate_value),
-            champion_version=champion_version,
-            champion_value=finite_or_none(champion_value),
-            promoted=promoted,
-            reason=reason,
-        )
-
     cand = f"version {candidate_version} {metric}={candidate_value:.6g}"
     if not math.isfinite(candidate_value):
-        return verdict(False, f"rejected {cand}: not a finite number")
+        return False, f"rejected {cand}: not a finite number"
     if gate.min_value is not None and candidate_value < gate.min_value:
-        return verdict(False, f"rejected {cand}: below the floor min_value={gate.min_value:g}")
+        return False, f"rejected {cand}: below the floor min_value={gate.min_value:g}"
     if gate.max_value is not None and candidate_value > gate.max_value:
-        return verdict(False, f"rejected {cand}: above the ceiling max_value={gate.max_value:g}")
+        return False, f"rejected {cand}: above the ceiling max_value={gate.max_value:g}"
 
     if champion_version is None:
-        return verdict(True, f"promoted {cand} to @{alias}: first model, no version held @{alias}")
+        return True, f"promoted {cand} to @{alias}: first model, no version held @{alias}"
     if champion_value is None or not math.isfinite(champion_value):
         # A champion without a usable number cannot defend the alias; the bounds still held.
-        return verdict(
+        return (
             True,
             f"promoted {cand} over @{alias} version {champion_version}, "
             f"whose {metric} is {champion_value} (passed the bounds alone)",
@@ -134,8 +161,8 @@ def decide(
     margin = f"improvement {improvement:+.4g}, needs >= {gate.min_delta:g}, {direction} is better"
     slack = _TOLERANCE * max(1.0, abs(candidate_value), abs(champion_value))
     if improvement >= gate.min_delta - slack:
-        return verdict(True, f"promoted {cand} over {champ} ({margin})")
-    return verdict(False, f"rejected {cand} against {champ} ({margin})")
+        return True, f"promoted {cand} over {champ} ({margin})"
+    return False, f"rejected {cand} against {champ} ({margin})"
 
 
 def finite_or_none(value: float | None) -> float | None:

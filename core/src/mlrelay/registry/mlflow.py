@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from mlrelay import _mlflow, lineage
 from mlrelay.errors import ConfigError, OperationTimeout, RegistrationFailed
-from mlrelay.registry._boundary import NOT_FOUND, boundary, error_code
+from mlrelay.registry._boundary import NOT_FOUND, boundary, error_code, not_found_raises
 from mlrelay.registry.gate import check_model_name, check_tags
 from mlrelay.registry.spec import ModelVersionRef
 from mlrelay.registry.trail import to_ref
@@ -191,15 +191,9 @@ def _check_logged_model(
     client: MlflowClient, model_uri: str, run_id: str | None, settings: MLflowSettings
 ) -> tuple[str, str]:
     """The run id and artifact location of the logged model, once it is known to exist."""
-    model_id = model_uri.removeprefix("models:/")
-    try:
-        logged = client.get_logged_model(model_id)
-    except Exception as exc:
-        if error_code(exc) not in NOT_FOUND:
-            raise
-        raise ConfigError(
-            f"no logged model {model_uri} on {settings.display_uri}", field="source"
-        ) from exc
+    missing = ConfigError(f"no logged model {model_uri} on {settings.display_uri}", field="source")
+    with not_found_raises(missing):
+        logged = client.get_logged_model(model_uri.removeprefix("models:/"))
     logged_by = logged.source_run_id
     if run_id is not None and logged_by and logged_by != run_id:
         raise ConfigError(
@@ -225,12 +219,8 @@ def _remote(settings: MLflowSettings) -> bool:
 
 
 def _run_lineage(client: MlflowClient, run_id: str) -> dict[str, str]:
-    try:
+    with not_found_raises(ConfigError(f"no MLflow run {run_id}", field="run_id")):
         run = client.get_run(run_id)
-    except Exception as exc:
-        if error_code(exc) not in NOT_FOUND:
-            raise
-        raise ConfigError(f"no MLflow run {run_id}", field="run_id") from exc
     tags = run.data.tags
     return {key: tags[key] for key in lineage.RUN_TAGS_TO_VERSION if key in tags}
 

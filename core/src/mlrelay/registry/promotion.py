@@ -18,13 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlrelay import _mlflow, lineage
 from mlrelay.errors import ConfigError, ModelRejected, PromotionConflict
-from mlrelay.registry._boundary import NOT_FOUND, boundary, error_code
-from mlrelay.registry.gate import (
-    check_alias,
-    check_model_name,
-    decide,
-    finite_or_none,
-)
+from mlrelay.registry._boundary import boundary, not_found_raises
+from mlrelay.registry.gate import check_alias, check_model_name, decide, verdict
 from mlrelay.registry.mlflow import READY
 from mlrelay.registry.spec import ModelVersionRef, PromotionDecision, PromotionGate
 from mlrelay.registry.trail import alias_holder, alias_holder_version, get_model_version
@@ -145,17 +140,10 @@ def _set_and_verify(
 def _already_holds(
     name: str, alias: str, version: str, metric: str, value: float
 ) -> PromotionDecision:
-    return PromotionDecision(
-        model_name=name,
-        alias=alias,
-        metric=metric,
-        candidate_version=version,
-        candidate_value=finite_or_none(value),
-        champion_version=version,
-        champion_value=finite_or_none(value),
-        promoted=True,
-        reason=f"{name} v{version} already holds @{alias}: nothing to do",
-    )
+    """A retry's answer: the alias is the candidate's already, so there is nothing to decide."""
+    held = (version, value)
+    reason = f"{name} v{version} already holds @{alias}: nothing to do"
+    return verdict(name, alias, metric, held, held, promoted=True, reason=reason)
 
 
 def _record(client: MlflowClient, decision: PromotionDecision, gate: PromotionGate) -> None:
@@ -175,12 +163,9 @@ def _record(client: MlflowClient, decision: PromotionDecision, gate: PromotionGa
 
 def _metric(client: MlflowClient, run_id: str, metric: str, who: str) -> float:
     """``metric`` of a training run; a run without it is a ``ConfigError`` naming both."""
-    try:
+    missing = ConfigError(f"the run {run_id} of {who} does not exist", field="gate.metric")
+    with not_found_raises(missing):
         run = client.get_run(run_id)
-    except Exception as exc:
-        if error_code(exc) not in NOT_FOUND:
-            raise
-        raise ConfigError(f"the run {run_id} of {who} does not exist", field="gate.metric") from exc
     metrics = run.data.metrics
     if metric not in metrics:
         logged = ", ".join(sorted(metrics)) or "no metrics"

@@ -9,12 +9,14 @@ Nothing is inferred from names or timestamps.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlrelay import _mlflow, lineage
 from mlrelay.errors import ConfigError
-from mlrelay.registry._boundary import NOT_FOUND, boundary, error_code
+from mlrelay.registry._boundary import NOT_FOUND, boundary, error_code, not_found_raises
 from mlrelay.registry.gate import check_alias, check_model_name
 from mlrelay.registry.spec import ModelVersionRef
 from mlrelay.settings import MLflowSettings
@@ -33,11 +35,8 @@ def get_version(
         ConfigError: unknown model, version or alias.
         ServiceUnavailable: the tracking server did not answer.
     """
-    name = check_model_name(name)
-    settings = _mlflow.resolve(settings)
-    with boundary(settings, f"reading {name} {version_or_alias}"):
-        client = _mlflow.client(settings)
-        return to_ref(find_version(client, name, version_or_alias, settings))
+    with _reading("reading", name, version_or_alias, settings) as (_, mv):
+        return to_ref(mv)
 
 
 def lineage_of(
@@ -70,11 +69,7 @@ def lineage_of(
         ConfigError: unknown model, version or alias.
         ServiceUnavailable: the tracking server did not answer.
     """
-    name = check_model_name(name)
-    settings = _mlflow.resolve(settings)
-    with boundary(settings, f"reading the lineage of {name} {version_or_alias}"):
-        client = _mlflow.client(settings)
-        mv = find_version(client, name, version_or_alias, settings)
+    with _reading("reading the lineage of", name, version_or_alias, settings) as (client, mv):
         run = _run(client, mv.run_id)
 
     version_tags: dict[str, str] = dict(mv.tags or {})
@@ -111,6 +106,18 @@ def lineage_of(
     }
 
 
+@contextmanager
+def _reading(
+    action: str, name: str, version_or_alias: str | int, settings: MLflowSettings | None
+) -> Iterator[tuple[MlflowClient, ModelVersion]]:
+    """A client and the version asked for, inside the MLflow boundary for the caller's block."""
+    name = check_model_name(name)
+    settings = _mlflow.resolve(settings)
+    with boundary(settings, f"{action} {name} {version_or_alias}"):
+        client = _mlflow.client(settings)
+        yield client, find_version(client, name, version_or_alias, settings)
+
+
 def find_version(
     client: MlflowClient, name: str, version_or_alias: str | int, settings: MLflowSettings
 ) -> ModelVersion:
@@ -129,14 +136,11 @@ def get_model_version(
     client: MlflowClient, name: str, version: str, settings: MLflowSettings
 ) -> ModelVersion:
     """One version, with its aliases (search results may lack them); absent is a ``ConfigError``."""
-    try:
+    missing = ConfigError(
+        f"{name} v{version} is not in the registry at {settings.display_uri}", field="version"
+    )
+    with not_found_raises(missing):
         return client.get_model_version(name, version)
-    except Exception as exc:
-        if error_code(exc) not in NOT_FOUND:
-            raise
-        raise ConfigError(
-            f"{name} v{version} is not in the registry at {settings.display_uri}", field="version"
-        ) from exc
 
 
 def alias_holder(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

@@ -1,51 +1,36 @@
-"""The features step against real Feast: local provider, file offline store, SQLite online store.
+"""Training sets from real Feast (local provider, file offline store): content and refused input.
 
-Every test works on a copy of ``examples/feature_repo`` pointed at the session's generated data
-through ``FRAUD_DATA_DIR`` (the way the README tells users to), and checks Feast's answers
-against values computed independently with pandas.
+The tests read one copy of ``examples/feature_repo`` pointed at the session's generated data
+through ``FRAUD_DATA_DIR`` (the way the README tells users to), built and applied once for this
+module, and check Feast's answers against values computed independently with pandas.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from features_support import (  # noqa: F401 - fixtures
+    FEATURES,
+    copy_repo,
+    fixture_data_dir,
+    fixture_stats,
+    fixture_tx,
+    request_for,
+)
 
 from mlrelay.errors import ConfigError, TrainingSetIncomplete
-from mlrelay.features import (
-    FeatureRequest,
-    MaterializeRequest,
-    TrainingSet,
-    build_training_set,
-    materialize_features,
-)
+from mlrelay.features import FeatureRequest, TrainingSet, build_training_set
 from mlrelay.features.frames import content_hash
 
-EXAMPLE_REPO = Path(__file__).resolve().parents[2] / "examples" / "feature_repo"
-FEATURES = ["avg_amount_30d", "tx_count_7d", "chargeback_rate", "account_age_days"]
 TTL = pd.Timedelta(days=2)
-
-
-def copy_repo(dest: Path) -> Path:
-    ignore = shutil.ignore_patterns("data", "__pycache__")
-    return Path(shutil.copytree(EXAMPLE_REPO, dest, ignore=ignore))
-
-
-@pytest.fixture(scope="module")
-def data_dir(fraud_data: dict[str, Path]) -> Iterator[Path]:
-    """The generated data, named to the example's definitions as the README says."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FRAUD_DATA_DIR", str(fraud_data["customer_stats"].parent))
-        yield fraud_data["customer_stats"].parent
 
 
 @pytest.fixture(scope="module")
@@ -55,19 +40,16 @@ def repo(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
 
 
 @pytest.fixture
-def fresh_repo(tmp_path: Path, data_dir: Path) -> Path:
-    """A repo copy of its own, for tests that change the registry or the online store."""
-    return copy_repo(tmp_path / "feature_repo")
+def tx_request(
+    repo: Path, fraud_data: dict[str, Path], tmp_path: Path
+) -> Callable[..., FeatureRequest]:
+    """Requests with the example's transactions as entity rows, plus the changes given."""
 
+    def request(**changes: object) -> FeatureRequest:
+        tx = str(fraud_data["transactions"])
+        return request_for(repo, tmp_path / "t.parquet", **({"entity_source": tx} | changes))
 
-@pytest.fixture(scope="module")
-def tx(fraud_data: dict[str, Path]) -> pd.DataFrame:
-    return pd.read_parquet(fraud_data["transactions"])
-
-
-@pytest.fixture(scope="module")
-def stats(fraud_data: dict[str, Path]) -> pd.DataFrame:
-    return pd.read_parquet(fraud_data["customer_stats"])
+    return request
 
 
 @pytest.fixture(scope="module")
@@ -98,15 +80,6 @@ def example_set(
         output=str(out),
     )
     return build_training_set(request)
-
-
-def request_for(repo: Path, out: Path, /, **changes: object) -> FeatureRequest:
-    fields: dict[str, object] = {
-        "repo": str(repo),
-        "features": [f"customer_stats:{f}" for f in FEATURES],
-        "output": str(out),
-    }
-    return FeatureRequest(**(fields | changes))
 
 
 # -- training sets -------------------------------------------------------------------------
@@ -153,29 +126,20 @@ def test_customers_without_statistics_are_reported_as_dropped(
 
 
 def test_dropped_rows_are_logged_as_a_warning_with_their_count(
-    repo: Path, fraud_data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tx_request: Callable[..., FeatureRequest], caplog: pytest.LogCaptureFixture
 ) -> None:
-    request = request_for(
-        repo, tmp_path / "t.parquet", entity_source=str(fraud_data["transactions"])
-    )
     with caplog.at_level(logging.WARNING, logger="mlrelay.features"):
-        result = build_training_set(request)
+        result = build_training_set(tx_request())
     [record] = [r for r in caplog.records if r.name == "mlrelay.features"]
     assert record.levelno == logging.WARNING
     assert f"{result.dropped_count} of {result.rows_in} entity rows" in record.getMessage()
 
 
 def test_on_dropped_fail_raises_training_set_incomplete_carrying_the_set(
-    repo: Path, fraud_data: dict[str, Path], tmp_path: Path, example_set: TrainingSet
+    tx_request: Callable[..., FeatureRequest], example_set: TrainingSet
 ) -> None:
-    request = request_for(
-        repo,
-        tmp_path / "t.parquet",
-        entity_source=str(fraud_data["transactions"]),
-        on_dropped="fail",
-    )
     with pytest.raises(TrainingSetIncomplete) as caught:
-        build_training_set(request)
+        build_training_set(tx_request(on_dropped="fail"))
     got = caught.value.training_set
     assert isinstance(got, TrainingSet)
     assert got.dropped_count == example_set.dropped_count
@@ -183,16 +147,10 @@ def test_on_dropped_fail_raises_training_set_incomplete_carrying_the_set(
 
 
 def test_dropped_share_above_max_dropped_fraction_fails_even_when_warning(
-    repo: Path, fraud_data: dict[str, Path], tmp_path: Path
+    tx_request: Callable[..., FeatureRequest],
 ) -> None:
-    request = request_for(
-        repo,
-        tmp_path / "t.parquet",
-        entity_source=str(fraud_data["transactions"]),
-        max_dropped_fraction=0.001,
-    )
     with pytest.raises(TrainingSetIncomplete, match="max_dropped_fraction"):
-        build_training_set(request)
+        build_training_set(tx_request(max_dropped_fraction=0.001))
 
 
 def test_stale_and_unknown_keys_are_dropped_and_duplicates_keep_their_own_labels(
@@ -225,11 +183,11 @@ def test_stale_and_unknown_keys_are_dropped_and_duplicates_keep_their_own_labels
 
 
 def test_csv_and_parquet_entity_sources_give_the_same_training_set(
-    repo: Path, fraud_data: dict[str, Path], tmp_path: Path, example_set: TrainingSet
+    tx_request: Callable[..., FeatureRequest],
+    fraud_data: dict[str, Path],
+    example_set: TrainingSet,
 ) -> None:
-    request = request_for(
-        repo, tmp_path / "t.parquet", entity_source=str(fraud_data["transactions_csv"])
-    )
+    request = tx_request(entity_source=str(fraud_data["transactions_csv"]))
     assert build_training_set(request).data_hash == example_set.data_hash
 
 
@@ -241,15 +199,9 @@ def test_data_hash_is_the_hash_of_the_written_content_and_stable(
 
 
 def test_full_feature_names_prefix_the_view(
-    repo: Path, fraud_data: dict[str, Path], tmp_path: Path, example_set: TrainingSet
+    tx_request: Callable[..., FeatureRequest], example_set: TrainingSet
 ) -> None:
-    request = request_for(
-        repo,
-        tmp_path / "t.parquet",
-        entity_source=str(fraud_data["transactions"]),
-        full_feature_names=True,
-        features=["customer_stats:tx_count_7d"],
-    )
+    request = tx_request(full_feature_names=True, features=["customer_stats:tx_count_7d"])
     result = build_training_set(request)
     assert result.columns[-1] == "customer_stats__tx_count_7d"
     assert result.rows_out == example_set.rows_out
@@ -266,6 +218,9 @@ def test_definitions_are_loaded_without_leaving_modules_or_bytecode(
 ) -> None:
     assert not (repo / "__pycache__").exists()
     assert not [m for m in sys.modules if m.startswith("_mlrelay_feast_repo_") or m == "features"]
+
+
+# -- refused input: ConfigError before anything is written ---------------------------------
 
 
 def _bad(
@@ -348,131 +303,7 @@ def test_bad_entity_rows_are_config_errors_naming_the_column(
 
 
 def test_entity_rows_given_twice_is_config_error(
-    repo: Path, tx: pd.DataFrame, fraud_data: dict[str, Path], tmp_path: Path
+    tx_request: Callable[..., FeatureRequest], tx: pd.DataFrame
 ) -> None:
-    request = request_for(
-        repo, tmp_path / "t.parquet", entity_source=str(fraud_data["transactions"])
-    )
     with pytest.raises(ConfigError, match="not both"):
-        build_training_set(request, entity_df=tx)
-
-
-def test_missing_feature_data_file_is_config_error_naming_it(
-    tmp_path: Path, tx: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "empty"))
-    repo = copy_repo(tmp_path / "feature_repo")
-    out = tmp_path / "t.parquet"
-    with pytest.raises(ConfigError, match=r"customer_stats\.parquet, which does not exist"):
-        build_training_set(request_for(repo, out), entity_df=tx)
-    assert not out.exists()
-
-
-def test_definitions_file_that_fails_is_config_error_naming_the_file(
-    fresh_repo: Path, tx: pd.DataFrame, tmp_path: Path
-) -> None:
-    (fresh_repo / "broken.py").write_text("raise RuntimeError('boom')\n")
-    with pytest.raises(ConfigError, match=r"broken\.py .*RuntimeError: boom") as caught:
-        build_training_set(request_for(fresh_repo, tmp_path / "t.parquet"), entity_df=tx)
-    assert caught.value.field == "repo"
-
-
-def test_edited_definitions_take_effect_only_when_applied_again(
-    fresh_repo: Path, tx: pd.DataFrame, tmp_path: Path
-) -> None:
-    build_training_set(request_for(fresh_repo, tmp_path / "a.parquet"), entity_df=tx)
-    with (fresh_repo / "features.py").open("a") as definitions:
-        definitions.write(
-            "small = FeatureService(name='small', features=[customer_stats[['tx_count_7d']]])\n"
-        )
-    small = {"features": [], "feature_service": "small"}
-    with pytest.raises(ConfigError, match="no feature service 'small'"):
-        build_training_set(request_for(fresh_repo, tmp_path / "b.parquet", **small), entity_df=tx)
-
-    request = request_for(fresh_repo, tmp_path / "c.parquet", apply_definitions="always", **small)
-    assert build_training_set(request, entity_df=tx).features == ["customer_stats:tx_count_7d"]
-
-
-def test_an_empty_registry_is_not_applied_when_told_never(
-    fresh_repo: Path, tx: pd.DataFrame, tmp_path: Path
-) -> None:
-    request = request_for(fresh_repo, tmp_path / "t.parquet", apply_definitions="never")
-    with pytest.raises(ConfigError, match="registry of project 'fraud' is empty") as caught:
-        build_training_set(request, entity_df=tx)
-    assert caught.value.field == "repo"
-
-
-def test_importing_the_step_imports_neither_feast_nor_pandas() -> None:
-    code = "import sys, mlrelay.features; print(sorted({'feast', 'pandas'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
-# -- materialization -----------------------------------------------------------------------
-
-
-def online_values(repo: Path, customer_ids: list[int]) -> dict[str, list[object]]:
-    from feast import FeatureStore
-
-    store = FeatureStore(repo_path=str(repo))
-    rows = [{"customer_id": c} for c in customer_ids]
-    refs = [f"customer_stats:{f}" for f in FEATURES]
-    return store.get_online_features(features=refs, entity_rows=rows).to_dict()
-
-
-def test_materialized_online_values_are_each_customers_latest_statistics(
-    fresh_repo: Path, stats: pd.DataFrame
-) -> None:
-    start = stats["event_timestamp"].min().to_pydatetime()
-    end = stats["event_timestamp"].max().to_pydatetime() + timedelta(days=1)
-    result = materialize_features(MaterializeRequest(repo=str(fresh_repo), start=start, end=end))
-    assert result.feature_views == ["customer_stats"]
-    assert result.intervals == {"customer_stats": (start, end)}
-
-    latest = stats.sort_values("event_timestamp").groupby("customer_id").last()
-    known = int(latest.index[0])
-    online = online_values(fresh_repo, [known, 999_999])
-    for feature in FEATURES:
-        assert online[feature][0] == pytest.approx(latest.loc[known, feature])
-        assert online[feature][1] is None
-
-
-def test_incremental_materialization_continues_where_the_last_ended_and_retries_are_noops(
-    fresh_repo: Path, stats: pd.DataFrame
-) -> None:
-    start = stats["event_timestamp"].min().to_pydatetime()
-    middle = start + timedelta(days=20)
-    end = stats["event_timestamp"].max().to_pydatetime() + timedelta(days=1)
-    materialize_features(MaterializeRequest(repo=str(fresh_repo), start=start, end=middle))
-
-    resumed = materialize_features(MaterializeRequest(repo=str(fresh_repo), end=end))
-    assert resumed.intervals == {"customer_stats": (middle, end)}
-    retried = materialize_features(MaterializeRequest(repo=str(fresh_repo), end=end))
-    assert (retried.feature_views, retried.skipped) == ([], ["customer_stats"])
-
-
-def test_first_incremental_run_over_old_data_is_config_error_not_an_empty_load(
-    fresh_repo: Path,
-) -> None:
-    request = MaterializeRequest(repo=str(fresh_repo), end=datetime(2026, 3, 2, tzinfo=UTC))
-    with pytest.raises(ConfigError, match="give 'start'") as caught:
-        materialize_features(request)
-    assert caught.value.field == "start"
-    assert online_values(fresh_repo, [1001])["avg_amount_30d"] == [None]
-
-
-def test_materializing_an_unknown_view_is_config_error(fresh_repo: Path) -> None:
-    request = MaterializeRequest(
-        repo=str(fresh_repo),
-        start=datetime(2026, 1, 1),
-        end=datetime(2026, 3, 2),
-        feature_views=["customer_stats", "nope"],
-    )
-    with pytest.raises(ConfigError, match=r"\['nope'\]") as caught:
-        materialize_features(request)
-    assert caught.value.field == "feature_views"
-
-
-def test_materialize_window_must_not_be_inverted() -> None:
-    with pytest.raises(ConfigError, match="'start' must be before 'end'"):
-        MaterializeRequest(repo="r", start=datetime(2026, 3, 2), end=datetime(2026, 1, 1))
+        build_training_set(tx_request(), entity_df=tx)
