@@ -4,6 +4,7 @@
     mlrelay serve list
     mlrelay serve stop NAME
     mlrelay lineage ENDPOINT_OR_MODEL      (an endpoint name, NAME/VERSION, NAME@ALIAS or models:/...)
+    mlrelay emulator --kubeconfig PATH     a Kubernetes API emulator in the foreground
 
 Heavy libraries are imported by the subcommand that needs them, so ``mlrelay --help`` is instant.
 """
@@ -78,6 +79,12 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from mlrelay.testing.__main__ import main as emulator_main
+
+    return emulator_main(["--kubeconfig", str(args.kubeconfig), "--port", str(args.port)])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlrelay", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -112,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("target", help="endpoint name, NAME/VERSION, NAME@ALIAS or models:/...")
     lineage.add_argument("--json", action="store_true", help="print JSON")
     lineage.set_defaults(func=_cmd_lineage)
+
+    emulator = sub.add_parser("emulator", help="run the Kubernetes API emulator until interrupted")
+    emulator.add_argument("--kubeconfig", type=Path, required=True, help="where to write it")
+    emulator.add_argument("--port", type=int, default=0, help="default: a free port")
+    emulator.set_defaults(func=_cmd_emulator)
     return parser
 
 
