@@ -29,6 +29,10 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 from mlrelay import _proc
 from mlrelay.settings import LocalSettings, MLflowSettings
 
+# The Kubernetes emulator's fixtures (kube_emulator, kube_cluster, kubeconfig_path), enabled the
+# way the README tells users to.
+pytest_plugins = ["mlrelay.testing.pytest_plugin"]
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 

@@ -1,8 +1,28 @@
-"""The kube tests use the emulator's public pytest plugin, exactly as users enable it.
+"""Typed and dynamic clients of the official ``kubernetes`` package on the ``kube_emulator``
+fixture, which comes from the emulator's public pytest plugin (enabled in ``tests/conftest.py``
+exactly as a user's project enables it)."""
 
-``pytest_plugins`` is only honoured in a rootdir conftest, so this non-root conftest imports the
-plugin's fixtures instead; a user's project would write
-``pytest_plugins = ["mlrelay.testing.pytest_plugin"]`` in its top-level conftest.
-"""
+import pytest
+from kubernetes import client, dynamic
 
-from mlrelay.testing.pytest_plugin import kube_cluster, kube_emulator, kubeconfig_path  # noqa: F401
+
+@pytest.fixture
+def core(kube_emulator):
+    """The official client's typed core/v1 API on the emulator."""
+    return client.CoreV1Api(kube_emulator.api_client())
+
+
+@pytest.fixture
+def batch(kube_emulator):
+    return client.BatchV1Api(kube_emulator.api_client())
+
+
+@pytest.fixture
+def custom(kube_emulator):
+    return client.CustomObjectsApi(kube_emulator.api_client())
+
+
+@pytest.fixture
+def dyn(kube_emulator):
+    """The dynamic client: it reads discovery first, as kubectl does."""
+    return dynamic.DynamicClient(kube_emulator.api_client())

@@ -3,19 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from kubernetes import client
 from kubernetes.client.rest import ApiException
 from test_rest import JOB
-
-
-@pytest.fixture
-def core(kube_emulator):
-    return client.CoreV1Api(kube_emulator.api_client())
-
-
-@pytest.fixture
-def batch(kube_emulator):
-    return client.BatchV1Api(kube_emulator.api_client())
 
 
 def owned_pod(name: str, owner) -> dict:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 from kube_support import wait_for_watches
 from kubernetes import client
 
+from mlrelay import _proc
 from mlrelay.testing import READ_ONLY
 
 KUBECTL = shutil.which("kubectl")
@@ -30,6 +33,27 @@ spec:
       - name: main
         image: python:3.11
         command: ["python", "-c", "print('hi')"]
+"""
+
+
+RUNNING_JOB_YAML = """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: train
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: trainer
+        image: python:3.11
+        command: ["python", "-c"]
+        args: ["import os, sys; print('trained on', os.environ['DATASET'], 'pid', os.getpid()); print(sys.executable)"]
+        env:
+        - name: DATASET
+          value: transactions-2026-01
 """
 
 
@@ -189,3 +213,26 @@ def test_kubectl_get_prints_server_side_table_columns(kube_emulator, kubeconfig_
     jobs = kubectl(kubeconfig_path, "get", "jobs").stdout.splitlines()
     assert jobs[0].split() == ["NAME", "STATUS", "COMPLETIONS", "AGE"]
     assert jobs[1].split()[:3] == ["hello", "Running", "0/1"]
+
+
+def test_job_runs_a_real_python_command_kubectl_waits_and_shows_its_logs(kube_cluster, tmp_path):
+    kubeconfig = kube_cluster.kubeconfig
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(RUNNING_JOB_YAML)
+    assert kubectl(kubeconfig, "apply", "-f", str(manifest)).returncode == 0
+
+    waited = kubectl(kubeconfig, "wait", "--for=condition=complete", "job/train", "--timeout=60s")
+    assert waited.returncode == 0, waited.stderr
+    assert "condition met" in waited.stdout
+
+    logs = kubectl(kubeconfig, "logs", "-f", "job/train")  # follow ends once the pod has exited
+    assert logs.returncode == 0, logs.stderr
+    lines = logs.stdout.splitlines()
+    assert lines[0].startswith("trained on transactions-2026-01 pid ")
+    pid = int(lines[0].rsplit(" ", 1)[1])
+    assert pid != os.getpid()
+    assert not _proc.alive(pid)  # the container's process really ran, and has exited
+    assert lines[1] == sys.executable  # python:3.11 ran this machine's interpreter
+
+    job = kubectl(kubeconfig, "get", "job", "train", "-o", "jsonpath={.status.succeeded}")
+    assert job.stdout == "1"

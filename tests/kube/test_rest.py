@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from kubernetes import client, dynamic
 from kubernetes.client.rest import ApiException
 
 JOB = {
@@ -30,26 +29,6 @@ def pod(name: str, **labels: str) -> dict:
         "metadata": {"name": name, "labels": labels},
         "spec": {"containers": [{"name": "main", "image": "python:3.11"}]},
     }
-
-
-@pytest.fixture
-def core(kube_emulator):
-    return client.CoreV1Api(kube_emulator.api_client())
-
-
-@pytest.fixture
-def batch(kube_emulator):
-    return client.BatchV1Api(kube_emulator.api_client())
-
-
-@pytest.fixture
-def dyn(kube_emulator):
-    return dynamic.DynamicClient(kube_emulator.api_client())
-
-
-@pytest.fixture
-def custom(kube_emulator):
-    return client.CustomObjectsApi(kube_emulator.api_client())
 
 
 def status_of(excinfo) -> dict:

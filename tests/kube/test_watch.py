@@ -17,11 +17,6 @@ def cm(name: str, **labels: str) -> dict:
     return {"metadata": {"name": name, "labels": labels}, "data": {"v": "1"}}
 
 
-@pytest.fixture
-def core(kube_emulator):
-    return client.CoreV1Api(kube_emulator.api_client())
-
-
 def collect(core, **kwargs) -> list[tuple[str, str]]:
     w = watch.Watch()
     return [

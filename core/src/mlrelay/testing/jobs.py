@@ -14,10 +14,7 @@ itself because the Job was suspended.
 from __future__ import annotations
 
 import copy
-import queue
 import random
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,10 +30,10 @@ from mlrelay.testing.jobstatus import (
     true_condition,
 )
 from mlrelay.testing.kinds import JOBS, PODS, Obj
+from mlrelay.testing.reconciler import Key, Reconciler
 from mlrelay.testing.recorder import (
     Clock,
     gone_ok,
-    log,
     parse_time,
     record_event,
     timestamp,
@@ -45,9 +42,7 @@ from mlrelay.testing.recorder import (
 from mlrelay.testing.status import ApiError
 from mlrelay.testing.store import Store, WatchEvent
 
-Key = tuple[str, str]
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what apiserver's generateName draws from
-_TICK: Key = ("", "")
 BACKOFF = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
 DEADLINE = ("DeadlineExceeded", "Job was active longer than specified deadline")
 SUCCESS = ("CompletionsReached", "Reached expected number of succeeded pods")
@@ -65,71 +60,45 @@ class _Tracking:
     policy_failure: str | None = None
 
 
-class JobController:
+class JobController(Reconciler):
     """Reconciles Jobs into pods from store events plus a periodic resync (for deadlines and TTLs)."""
+
+    name = "job-controller"
 
     def __init__(
         self, store: Store, *, resync: float = 0.25, clock: Clock = utcnow, seed: int | None = None
     ) -> None:
-        self.store = store
-        self.resync = resync
+        super().__init__(store, kinds=[JOBS, PODS], resync=resync)
         self._clock = clock
         self._rng = random.Random(seed)  # noqa: S311 (pod-name suffixes, seedable for tests)
         self._jobs: dict[str, _Tracking] = {}
-        self._queue: queue.Queue[Key | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._unsubscribe: Any = None
 
     def start(self) -> JobController:
-        self._unsubscribe = self.store.subscribe(self._on_event, kinds=[JOBS, PODS])
-        self._thread = threading.Thread(
-            target=self._loop, name="mlrelay-job-controller", daemon=True
-        )
-        self._thread.start()
+        self.start_loop()
         return self
 
     def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
-            self._thread = None
+        self.stop_loop()
 
-    def _on_event(self, event: WatchEvent) -> None:
+    def on_event(self, event: WatchEvent) -> None:
         meta = event.object["metadata"]
         if event.kind.key == JOBS.key:
-            self._queue.put((meta.get("namespace", ""), meta["name"]))
+            self.enqueue((meta.get("namespace", ""), meta["name"]))
             return
         for ref in meta.get("ownerReferences") or []:
             if ref.get("controller") and ref.get("kind") == "Job":
-                self._queue.put((meta.get("namespace", ""), ref["name"]))
+                self.enqueue((meta.get("namespace", ""), ref["name"]))
 
-    def _loop(self) -> None:
-        next_resync = 0.0
-        while True:
-            try:
-                key = self._queue.get(timeout=self.resync)
-            except queue.Empty:
-                key = _TICK
-            if key is None:
-                return
-            keys = [] if key == _TICK else [key]
-            if time.monotonic() >= next_resync:  # deadlines and TTLs need time, not events
-                next_resync = time.monotonic() + self.resync
-                jobs = self.store.list(JOBS)[0]
-                uids = {j["metadata"]["uid"] for j in jobs}
-                self._jobs = {uid: t for uid, t in self._jobs.items() if uid in uids}
-                keys += [_job_key(j) for j in jobs if _job_key(j) != key]
-            for k in keys:
-                try:
-                    self._sync(*k)
-                except Exception:  # one bad Job must not stop the controller
-                    log.exception("job controller: syncing %s/%s failed", *k)
+    def resync_keys(self) -> list[Key]:
+        """Every Job (deadlines and TTLs need time, not events); forget the deleted ones."""
+        jobs = self.store.list(JOBS)[0]
+        uids = {j["metadata"]["uid"] for j in jobs}
+        self._jobs = {uid: t for uid, t in self._jobs.items() if uid in uids}
+        return [_job_key(j) for j in jobs]
 
     # -- reconcile ---------------------------------------------------------------------------
-    def _sync(self, ns: str, name: str) -> None:
+    def sync(self, key: Key) -> None:
+        ns, name = key
         try:
             job = self.store.get(JOBS, ns, name)
         except ApiError:

@@ -9,7 +9,6 @@ get SIGTERM, SIGKILL after ``deletionGracePeriodSeconds``, and only then is the 
 
 from __future__ import annotations
 
-import queue
 import tempfile
 import threading
 import time
@@ -19,7 +18,8 @@ from typing import Any
 
 from mlrelay.testing.kinds import PODS, Obj
 from mlrelay.testing.podstatus import PodRuntime, container_status, pod_status, transition
-from mlrelay.testing.recorder import Clock, gone_ok, log, record_event, utcnow
+from mlrelay.testing.reconciler import Key, Reconciler
+from mlrelay.testing.recorder import Clock, gone_ok, record_event, utcnow
 from mlrelay.testing.runtime import (
     OOM_ANNOTATION,
     OOM_ENV,
@@ -35,12 +35,10 @@ from mlrelay.testing.scheduler import schedule
 from mlrelay.testing.status import ApiError
 from mlrelay.testing.store import Store, WatchEvent
 
-Key = tuple[str, str]
 _TERMINAL = ("Succeeded", "Failed")
-_TICK: Key = ("", "")  # "no event, just time passing"
 
 
-class Kubelet:
+class Kubelet(Reconciler):
     """Runs bound pods as local process groups and reports their status like a kubelet.
 
     Args:
@@ -52,6 +50,8 @@ class Kubelet:
         restart_backoff: first CrashLoopBackOff delay (doubles per restart; the kubelet uses 10 s).
         image_backoff: seconds between ErrImagePull and ImagePullBackOff.
     """
+
+    name = "kubelet"
 
     def __init__(
         self,
@@ -68,7 +68,7 @@ class Kubelet:
         stop_grace: float = 2.0,
         clock: Clock = utcnow,
     ) -> None:
-        self.store = store
+        super().__init__(store, kinds=[PODS], resync=resync)
         self.images = dict(images or {})
         self.missing_images = set(missing_images)
         self.capacity = {k: quantity(v) for k, v in (capacity or {}).items()}
@@ -77,34 +77,23 @@ class Kubelet:
         self.log_dir = Path(log_dir) if log_dir else Path(self._tmp.name)  # type: ignore[union-attr]
         self.restart_backoff = restart_backoff
         self.image_backoff = image_backoff
-        self.resync = resync
         self.stop_grace = stop_grace
         self._clock = clock
         self._pods: dict[Key, PodRuntime] = {}
         self._pulls: dict[Key, float] = {}  # first ErrImagePull time, per pod
-        self._queue: queue.Queue[Key | None] = queue.Queue()
         self._lock = threading.RLock()
-        self._thread: threading.Thread | None = None
-        self._unsubscribe: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Kubelet:
-        self._unsubscribe = self.store.subscribe(self._on_event, kinds=[PODS])
-        self.store.set_deletion_handler(PODS, lambda obj: self._queue.put(_key(obj)))
-        self._thread = threading.Thread(target=self._loop, name="mlrelay-kubelet", daemon=True)
-        self._thread.start()
+        self.store.set_deletion_handler(PODS, lambda obj: self.enqueue(_key(obj)))
+        self.start_loop()
         return self
 
     def stop(self) -> None:
         """Stop reconciling and end every process (SIGTERM, SIGKILL after ``stop_grace``)."""
         if self._unsubscribe is not None:
-            self._unsubscribe()
             self.store.set_deletion_handler(PODS, None)
-            self._unsubscribe = None
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
-            self._thread = None
+        self.stop_loop()
         with self._lock:
             pods = list(self._pods.values())
         threads = [threading.Thread(target=p.stop, args=(self.stop_grace,)) for p in pods]
@@ -139,33 +128,19 @@ class Kubelet:
             return (pod.previous if previous else pod.runs).get(container)
 
     # -- event plumbing ----------------------------------------------------------------------
-    def _on_event(self, event: WatchEvent) -> None:
-        self._queue.put(_key(event.object))
+    def on_event(self, event: WatchEvent) -> None:
+        self.enqueue(_key(event.object))
 
-    def _loop(self) -> None:
-        next_resync = 0.0
-        while True:
-            try:
-                key = self._queue.get(timeout=self.resync)
-            except queue.Empty:
-                key = _TICK
-            if key is None:
-                return
-            keys = {key} - {_TICK}
-            if time.monotonic() >= next_resync:
-                next_resync = time.monotonic() + self.resync
-                with self._lock:
-                    keys |= set(self._pods)
-                keys |= {_key(p) for p in self.store.list(PODS)[0]}
-                self._check_memory()
-            for k in sorted(keys):
-                try:
-                    self._sync(k)
-                except Exception:  # one bad pod must not stop the node
-                    log.exception("kubelet: syncing pod %s/%s failed", *k)
+    def resync_keys(self) -> set[Key]:
+        """Every pod we run or the store holds; memory limits are checked on the same beat."""
+        with self._lock:
+            keys = set(self._pods)
+        keys |= {_key(p) for p in self.store.list(PODS)[0]}
+        self._check_memory()
+        return keys
 
     # -- the pod worker ----------------------------------------------------------------------
-    def _sync(self, key: Key) -> None:
+    def sync(self, key: Key) -> None:
         ns, name = key
         with self._lock:
             state = self._pods.get(key)
@@ -265,7 +240,7 @@ class Kubelet:
             env,
             c.get("workingDir"),
             path,
-            on_exit=lambda: self._queue.put(key),
+            on_exit=lambda: self.enqueue(key),
             clock=self._clock,
         )
         if cname in state.runs:
@@ -376,7 +351,7 @@ class Kubelet:
 
         def stop() -> None:
             state.stop(grace)
-            self._queue.put(key)
+            self.enqueue(key)
 
         state.stopping = threading.Thread(target=stop, name=f"stop-{key[1]}", daemon=True)
         state.stopping.start()

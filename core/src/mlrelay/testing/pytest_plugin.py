@@ -12,32 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from mlrelay.testing.kinds import INFERENCE_SERVICES, PYTORCH_JOBS, TRAIN_JOBS
 from mlrelay.testing.server import KubeEmulator, default_emulator
+
+
+def _running(emulator: KubeEmulator, tmp_path: Path) -> Iterator[KubeEmulator]:
+    with emulator:
+        emulator.write_kubeconfig(tmp_path / "kubeconfig")
+        yield emulator
 
 
 @pytest.fixture
 def kube_emulator(tmp_path: Path) -> Iterator[KubeEmulator]:
     """A running emulator serving the built-ins plus KServe and Kubeflow custom resources.
 
+    Pods are objects only (no kubelet): use ``kube_cluster`` for pods that run.
     Attributes used by tests: ``url``, ``token`` (admin), ``kubeconfig`` (a path),
     ``api_client(token=None)``, ``faults``, ``store``, ``add_token(user, rules)``.
     """
-    emulator = KubeEmulator(
-        kinds=(INFERENCE_SERVICES, TRAIN_JOBS, PYTORCH_JOBS), bookmark_interval=0.2
-    )
-    emulator.start()
-    try:
-        emulator.write_kubeconfig(tmp_path / "kubeconfig")
-        yield emulator
-    finally:
-        emulator.stop()
-
-
-@pytest.fixture
-def kubeconfig_path(kube_emulator: KubeEmulator) -> Path:
-    assert kube_emulator.kubeconfig is not None
-    return kube_emulator.kubeconfig
+    yield from _running(default_emulator(bookmark_interval=0.2, cluster=False), tmp_path)
 
 
 @pytest.fixture
@@ -45,10 +37,10 @@ def kube_cluster(tmp_path: Path) -> Iterator[KubeEmulator]:
     """Like ``kube_emulator``, with a Job controller and a kubelet: pods run as local processes
     (``python:*`` images run this interpreter), their logs are served, and every process is
     stopped with the emulator."""
-    emulator = default_emulator(bookmark_interval=0.2)
-    emulator.start()
-    try:
-        emulator.write_kubeconfig(tmp_path / "kubeconfig")
-        yield emulator
-    finally:
-        emulator.stop()
+    yield from _running(default_emulator(bookmark_interval=0.2), tmp_path)
+
+
+@pytest.fixture
+def kubeconfig_path(kube_emulator: KubeEmulator) -> Path:
+    assert kube_emulator.kubeconfig is not None
+    return kube_emulator.kubeconfig
