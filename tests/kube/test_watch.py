@@ -25,6 +25,17 @@ def collect(core, **kwargs) -> list[tuple[str, str]]:
     ]
 
 
+def raw_watch(emu, path: str, params: dict[str, str]) -> httpx.Response:
+    """A watch request read as bytes on the wire, not through a client that interprets it."""
+    return httpx.get(
+        f"{emu.url}{path}",
+        params=params,
+        headers={"Authorization": f"Bearer {emu.token}"},
+        timeout=5,
+        verify=str(emu.ca_file),
+    )
+
+
 def test_watch_from_list_resource_version_sees_changes_in_commit_order(core):
     core.create_namespaced_config_map("default", cm("before"))
     rv = core.list_namespaced_config_map("default").metadata.resource_version
@@ -84,12 +95,8 @@ def test_expired_watch_is_one_error_event_on_a_200_stream():
         core = client.CoreV1Api(emu.api_client())
         for i in range(4):
             core.create_namespaced_config_map("default", cm(f"c{i}"))
-        r = httpx.get(
-            f"{emu.url}/api/v1/namespaces/default/configmaps",
-            params={"watch": "1", "resourceVersion": "1"},
-            headers={"Authorization": f"Bearer {emu.token}"},
-            timeout=5,
-            verify=str(emu.ca_file),
+        r = raw_watch(
+            emu, "/api/v1/namespaces/default/configmaps", {"watch": "1", "resourceVersion": "1"}
         )
         assert r.status_code == 200
         event = json.loads(r.text.splitlines()[0])
@@ -100,12 +107,10 @@ def test_expired_watch_is_one_error_event_on_a_200_stream():
 
 
 def test_bookmarks_carry_resource_version_when_allowed(kube_emulator, core):
-    r = httpx.get(
-        f"{kube_emulator.url}/api/v1/namespaces/default/configmaps",
-        params={"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": "1"},
-        headers={"Authorization": f"Bearer {kube_emulator.token}"},
-        timeout=5,
-        verify=str(kube_emulator.ca_file),
+    r = raw_watch(
+        kube_emulator,
+        "/api/v1/namespaces/default/configmaps",
+        {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": "1"},
     )
     events = [json.loads(line) for line in r.text.splitlines()]
     assert events
@@ -117,13 +122,7 @@ def test_bookmarks_carry_resource_version_when_allowed(kube_emulator, core):
 
 
 def test_no_bookmarks_unless_asked(kube_emulator):
-    r = httpx.get(
-        f"{kube_emulator.url}/api/v1/pods",
-        params={"watch": "True", "timeoutSeconds": "1"},
-        headers={"Authorization": f"Bearer {kube_emulator.token}"},
-        timeout=5,
-        verify=str(kube_emulator.ca_file),
-    )
+    r = raw_watch(kube_emulator, "/api/v1/pods", {"watch": "True", "timeoutSeconds": "1"})
     assert r.text == ""
 
 
