@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mlrelay.training import JobHandle, LocalBackend, RunContext, TrainingJob
+from mlrelay.training import JobHandle, LocalBackend, RunContext, RunIdentity, TrainingJob
 
 
 def py(code: str) -> list[str]:
@@ -45,8 +45,10 @@ def fixture_local(tmp_path: Path) -> Iterator[LocalBackend]:
     class Tracked(LocalBackend):
         handles: list[JobHandle] = []
 
-        def submit(self, job: TrainingJob, run: RunContext) -> JobHandle:
-            handle = super().submit(job, run)
+        def submit(
+            self, job: TrainingJob, run: RunContext, identity: RunIdentity | None = None
+        ) -> JobHandle:
+            handle = super().submit(job, run, identity)
             self.handles.append(handle)
             return handle
 

@@ -91,6 +91,8 @@ class TrainingFailed(MLRelayError):
         logs: the last lines the trainer printed, to show why without opening another tool.
         job_name: the job that failed.
         run_id: the MLflow run created for it.
+        attempts: on a cluster, every failed pod (``Attempt``: pod, reason, exit code, message,
+            memory limit, its last log lines), so a job that failed three times says why three times.
     """
 
     def __init__(
@@ -102,7 +104,9 @@ class TrainingFailed(MLRelayError):
         exit_code: int | None = None,
         logs: list[str] | None = None,
         run_id: str | None = None,
+        attempts: list[Any] | None = None,
     ) -> None:
+        self.attempts = list(attempts or [])
         self.reason = reason
         self.job_name = job_name
         self.exit_code = exit_code

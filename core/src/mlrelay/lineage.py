@@ -17,6 +17,9 @@ VALIDATION_SUCCESS = "mlrelay.validation.success"
 VALIDATION_SUITE = "mlrelay.validation.suite"
 VALIDATION_STATS = "mlrelay.validation.statistics"
 RUN_ID = "mlrelay.run_id"
+# Set on a training run: ``RunIdentity.key`` of the orchestrator task that asked for it, so a
+# retry of that task resumes the run (and adopts the job) instead of starting a second one.
+IDENTITY = "mlrelay.identity"
 # Set on a model version: the run and logged model it came from. ``register_model`` searches for
 # it before creating a version, so a retried registration returns the version it made before.
 REGISTERED_FROM = "mlrelay.registered_from"

@@ -9,7 +9,7 @@ Importing this package imports no heavy library: MLflow is imported when a run i
 
 from __future__ import annotations
 
-from mlrelay.training.api import train
+from mlrelay.training.api import finish_training, start_training, train
 from mlrelay.training.backend import TrainingBackend
 from mlrelay.training.local import LocalBackend
 from mlrelay.training.spec import (
@@ -19,6 +19,7 @@ from mlrelay.training.spec import (
     JobStatus,
     Resources,
     RunContext,
+    RunIdentity,
     SecretKeyRef,
     Toleration,
     TrainingJob,
@@ -33,10 +34,13 @@ __all__ = [
     "LocalBackend",
     "Resources",
     "RunContext",
+    "RunIdentity",
     "SecretKeyRef",
     "Toleration",
     "TrainingBackend",
     "TrainingJob",
     "TrainingResult",
+    "finish_training",
+    "start_training",
     "train",
 ]

@@ -24,14 +24,22 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from mlrelay import _mlflow
 from mlrelay.errors import OperationTimeout, TrainingFailed
 from mlrelay.settings import MLflowSettings
 from mlrelay.training import runs
-from mlrelay.training.spec import JobHandle, JobState, RunContext, TrainingJob, TrainingResult
+from mlrelay.training.spec import (
+    JobHandle,
+    JobState,
+    JobStatus,
+    RunContext,
+    RunIdentity,
+    TrainingJob,
+    TrainingResult,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -52,6 +60,7 @@ def train(
     job: TrainingJob,
     backend: TrainingBackend | None = None,
     *,
+    identity: RunIdentity | None = None,
     settings: MLflowSettings | None = None,
     timeout: float | None = None,
     log: Callable[[str], None] | None = None,
@@ -62,6 +71,9 @@ def train(
         job: what to run and what it trains on (lineage tags for the run).
         backend: where to run it; ``LocalBackend()`` (a local process) when not given, which the
             log says.
+        identity: the orchestrator task asking (run id, task id, map index). A retry of that
+            task resumes its MLflow run and adopts the job the earlier try started instead of
+            starting a second trainer (FAULTS O2, O3).
         settings: the MLflow server; read from the environment when not given.
         timeout: seconds the job may run; the shorter of this and ``job.timeout`` applies.
         log: called with each line the trainer prints, as it prints it (from a helper thread).
@@ -76,23 +88,89 @@ def train(
             stopped (``Cancelled``); it carries the exit code and the last lines of output.
         ServiceUnavailable: the MLflow server could not be reached.
     """
-    if backend is None:
-        from mlrelay.training.local import LocalBackend
-
-        backend = LocalBackend()
-        logger.info("no backend given: job %r runs as a local process (LocalBackend)", job.name)
+    backend = _default(backend, job)
     backend.validate(job)
     settings = _mlflow.resolve(settings)
     client = _mlflow.client(settings)
     limit = min((t for t in (job.timeout, timeout) if t is not None), default=None)
     with _sigterm_raises():
         try:
-            run = runs.start_run(client, job, backend.name, settings)
-            return _run(job, backend, run, client, settings, limit, log)
+            run = runs.start_run(client, job, backend.name, settings, identity)
+            return _run(job, backend, run, client, settings, limit, log, identity)
         except _Terminated:  # before the job started
             raise TrainingFailed(
                 "the calling process received SIGTERM", reason="Cancelled", job_name=job.name
             ) from None
+
+
+def start_training(
+    job: TrainingJob,
+    backend: TrainingBackend | None = None,
+    *,
+    identity: RunIdentity | None = None,
+    settings: MLflowSettings | None = None,
+) -> JobHandle:
+    """The first half of ``train``: create (or resume) the run and submit (or adopt) the job.
+
+    For callers that wait elsewhere: an Airflow operator defers to a trigger that waits on the
+    handle, then calls ``finish_training`` with the final status.
+    """
+    backend = _default(backend, job)
+    backend.validate(job)
+    settings = _mlflow.resolve(settings)
+    run = runs.start_run(_mlflow.client(settings), job, backend.name, settings, identity)
+    try:
+        return backend.submit(job, run, identity)
+    except BaseException:
+        _end_quietly(_mlflow.client(settings), run, "FAILED", settings)
+        raise
+
+
+def finish_training(
+    handle: JobHandle,
+    status: JobStatus,
+    *,
+    settings: MLflowSettings | None = None,
+    logs: Sequence[str] = (),
+) -> TrainingResult:
+    """The second half of ``train``: end the run with the job's outcome and read its results.
+
+    Raises:
+        TrainingFailed: ``status`` is not SUCCEEDED; it carries the reason, exit code and ``logs``.
+    """
+    settings = _mlflow.resolve(settings)
+    client = _mlflow.client(settings)
+    run = RunContext(
+        run_id=handle.run_id,
+        experiment_id=handle.experiment_id,
+        experiment_name="",
+        tracking_uri=handle.tracking_uri,
+    )
+    if status.state is not JobState.SUCCEEDED:
+        _fail(client, run, status, handle.job_name, list(logs), settings)
+    output = runs.conclude(client, run, "FINISHED", settings)
+    started, finished = status.started_at or handle.submitted_at, status.finished_at
+    duration = (finished - started).total_seconds() if finished is not None else 0.0
+    return TrainingResult(
+        job_name=handle.job_name,
+        backend=handle.backend,
+        run_id=run.run_id,
+        experiment_id=run.experiment_id,
+        metrics=output.metrics,
+        params=output.params,
+        model_uri=output.model_uri,
+        duration_seconds=round(max(duration, 0.0), 3),
+        dataset_hash=output.dataset_hash,
+    )
+
+
+def _default(backend: TrainingBackend | None, job: TrainingJob) -> TrainingBackend:
+    if backend is not None:
+        return backend
+    from mlrelay.training.local import LocalBackend
+
+    logger.info("no backend given: job %r runs as a local process (LocalBackend)", job.name)
+    return LocalBackend()
 
 
 def _run(
@@ -103,12 +181,13 @@ def _run(
     settings: MLflowSettings,
     limit: float | None,
     callback: Callable[[str], None] | None,
+    identity: RunIdentity | None,
 ) -> TrainingResult:
     handle: JobHandle | None = None
     stream: _LogStream | None = None
     started = time.monotonic()
     try:
-        handle = backend.submit(job, run)
+        handle = backend.submit(job, run, identity)
         stream = _LogStream(backend, handle, callback)
         status = backend.wait(handle, timeout=limit)
     except BaseException as exc:
@@ -125,22 +204,20 @@ def _run(
         else:
             raise
         raise TrainingFailed(
-            message, reason=reason, job_name=job.name, logs=tail, run_id=run.run_id
-        ) from None
-    duration = time.monotonic() - started
-    tail = stream.finish()
-
-    if status.state is not JobState.SUCCEEDED:
-        cancelled = status.state is JobState.CANCELLED
-        _end_quietly(client, run, "KILLED" if cancelled else "FAILED", settings)
-        raise TrainingFailed(
-            status.message or status.state.value.lower(),
-            reason=status.reason or ("Cancelled" if cancelled else "Failed"),
-            job_name=job.name,
-            exit_code=status.exit_code,
+            message,
+            reason=reason,
+            job_name=handle.job_name if handle is not None else job.name,
             logs=tail,
             run_id=run.run_id,
-        )
+        ) from None
+    duration = time.monotonic() - started
+    if status.state is not JobState.SUCCEEDED:
+        # A failure decided before the cluster gave up (an image that cannot be pulled, a pod
+        # that cannot be scheduled) leaves the job retrying: stop it. An ended job is left.
+        backend.cancel(handle)
+    tail = stream.finish()
+    if status.state is not JobState.SUCCEEDED:
+        _fail(client, run, status, handle.job_name, tail, settings)
     output = runs.conclude(client, run, "FINISHED", settings)
     logger.info(
         "job %r succeeded in %.1fs: run %s, model %s",
@@ -150,7 +227,7 @@ def _run(
         output.model_uri or "(none logged)",
     )
     return TrainingResult(
-        job_name=job.name,
+        job_name=handle.job_name,
         backend=backend.name,
         run_id=run.run_id,
         experiment_id=run.experiment_id,
@@ -199,6 +276,28 @@ class _LogStream:
         if self._thread.is_alive():
             logger.warning("the output of job %r did not end; not waiting for it", self._job)
         return list(self.tail)
+
+
+def _fail(
+    client: MlflowClient,
+    run: RunContext,
+    status: JobStatus,
+    job_name: str,
+    tail: list[str],
+    settings: MLflowSettings,
+) -> NoReturn:
+    """End the run as the job ended and raise ``TrainingFailed`` with the job's own reason."""
+    cancelled = status.state is JobState.CANCELLED
+    _end_quietly(client, run, "KILLED" if cancelled else "FAILED", settings)
+    raise TrainingFailed(
+        status.message or status.state.value.lower(),
+        reason=status.reason or ("Cancelled" if cancelled else "Failed"),
+        job_name=job_name,
+        exit_code=status.exit_code,
+        logs=tail,
+        run_id=run.run_id,
+        attempts=[a.model_dump(mode="json") for a in status.attempts],
+    )
 
 
 def _end_quietly(

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
-from mlrelay.training.spec import JobHandle, JobStatus, RunContext, TrainingJob
+from mlrelay.training.spec import JobHandle, JobStatus, RunContext, RunIdentity, TrainingJob
 
 
 @runtime_checkable
@@ -37,8 +37,14 @@ class TrainingBackend(Protocol):
         """Raise ``ConfigError`` if this backend cannot run ``job``; create nothing."""
         ...
 
-    def submit(self, job: TrainingJob, run: RunContext) -> JobHandle:
-        """Start the job (logging into ``run``) and return at once with its handle."""
+    def submit(
+        self, job: TrainingJob, run: RunContext, identity: RunIdentity | None = None
+    ) -> JobHandle:
+        """Start the job (logging into ``run``) and return at once with its handle.
+
+        With an ``identity``, a job that an earlier try of the same task started for the same
+        run is adopted (its handle returned) instead of a second one being started.
+        """
         ...
 
     def status(self, handle: JobHandle) -> JobStatus:

@@ -35,6 +35,7 @@ from mlrelay.training.spec import (
     JobStatus,
     Resources,
     RunContext,
+    RunIdentity,
     TrainingJob,
 )
 
@@ -42,6 +43,7 @@ log = logging.getLogger("mlrelay.training")
 
 SUPERVISOR = Path(__file__).with_name("_supervise.py")
 LOG_FILE, RESULT_FILE, CANCELLED_FILE = "output.log", "result.json", "cancelled"
+HANDLE_FILE = "handle.json"
 
 # What a trainer inherits from the calling process: enough to find programs, certificates and
 # proxies, nothing else. Credentials are never inherited: they reach the job only as job env
@@ -110,9 +112,20 @@ class LocalBackend:
         env = {**self._inherited(), **self._job_env(job)}
         _executable(job.command[0], path=env.get("PATH", os.defpath), cwd=job.working_dir)
 
-    def submit(self, job: TrainingJob, run: RunContext) -> JobHandle:
-        """Start the trainer under its supervisor and return without waiting."""
+    def submit(
+        self, job: TrainingJob, run: RunContext, identity: RunIdentity | None = None
+    ) -> JobHandle:
+        """Start the trainer under its supervisor and return without waiting.
+
+        With an ``identity``, a trainer that an earlier try started for the same run and that is
+        still running (or succeeded) is adopted. It survives its caller only when
+        ``stop_with_caller`` is off; otherwise the earlier try's trainer was stopped with it and
+        this try starts afresh.
+        """
         self.validate(job)
+        state = self._root() / job.name / run.run_id
+        if identity is not None and (adopted := self._adopt(state)) is not None:
+            return adopted
         self._note_ignored(job)
         job_env = self._job_env(job)
         env = {
@@ -123,9 +136,10 @@ class LocalBackend:
             **job_env,
         }
         secret_names = [e.name for e in job.env if e.value is None] + list(run.secret_env())
-        state = self._root() / job.name / run.run_id
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         log_path, result_path = state / LOG_FILE, state / RESULT_FILE
+        for stale in (log_path, result_path, state / CANCELLED_FILE, state / HANDLE_FILE):
+            stale.unlink(missing_ok=True)  # an earlier try's, which failed: start clean
         options = {
             "log": str(log_path),
             "result": str(result_path),
@@ -148,7 +162,7 @@ class LocalBackend:
             f"started job {job.name!r} (process group {proc.pid}): "
             f"{shlex.join([*job.command, *job.args])}; output in {log_path}"
         )
-        return JobHandle(
+        handle = JobHandle(
             backend=self.name,
             job_name=job.name,
             run_id=run.run_id,
@@ -158,6 +172,20 @@ class LocalBackend:
             log_path=str(log_path),
             submitted_at=datetime.now(UTC),
         )
+        (state / HANDLE_FILE).write_text(handle.model_dump_json())
+        return handle
+
+    def _adopt(self, state: Path) -> JobHandle | None:
+        """The handle an earlier try left in ``state``, if its trainer runs or succeeded."""
+        try:
+            handle = JobHandle.model_validate_json((state / HANDLE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        current = self.status(handle).state
+        if current is JobState.RUNNING or current is JobState.SUCCEEDED:
+            self._say(f"adopting job {handle.job_name!r} ({current.value}) from an earlier try")
+            return handle
+        return None
 
     def status(self, handle: JobHandle) -> JobStatus:
         """The job's state from its files and process: works in any process, from the handle."""

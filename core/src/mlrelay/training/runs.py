@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mlrelay import _mlflow, lineage
 from mlrelay.errors import ConfigError, MLRelayError, ServiceUnavailable
 from mlrelay.settings import MLflowSettings
-from mlrelay.training.spec import RunContext, TrainingJob
+from mlrelay.training.spec import RunContext, RunIdentity, TrainingJob
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -46,9 +46,12 @@ class RunOutput:
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     model_uri: str | None = None
+    dataset_hash: str | None = None
 
 
-def lineage_tags(job: TrainingJob, backend: str) -> dict[str, str]:
+def lineage_tags(
+    job: TrainingJob, backend: str, identity: RunIdentity | None = None
+) -> dict[str, str]:
     """The run's tags: the job's own, then the lineage ``register_model`` copies to the version.
 
     The dataset hash and URI fall back to the validation report's (``data_hash``,
@@ -58,6 +61,8 @@ def lineage_tags(job: TrainingJob, backend: str) -> dict[str, str]:
     tags = dict(job.tags)
     tags[lineage.JOB_NAME] = job.name
     tags[lineage.BACKEND] = backend
+    if identity is not None:
+        tags[lineage.IDENTITY] = identity.key
     dataset_uri = job.dataset_uri or validation.get("data_source")
     dataset_hash = dataset_hash_of(job)
     if dataset_uri:
@@ -81,27 +86,56 @@ def dataset_hash_of(job: TrainingJob) -> str | None:
 
 
 def start_run(
-    client: MlflowClient, job: TrainingJob, backend: str, settings: MLflowSettings
+    client: MlflowClient,
+    job: TrainingJob,
+    backend: str,
+    settings: MLflowSettings,
+    identity: RunIdentity | None = None,
 ) -> RunContext:
-    """Create the job's run (name = job name) in ``job.experiment``, tagged with its lineage."""
+    """Create the job's run (name = job name) in ``job.experiment``, tagged with its lineage.
+
+    With an ``identity``, a run that an earlier try of the same task left RUNNING or FINISHED is
+    resumed instead: its job may still be running (the worker was SIGKILLed) or may have
+    succeeded (the worker died before reporting), and the backend adopts that job. A run that
+    ended FAILED or KILLED is not resumed: a retry after a failure trains again.
+    """
     try:
         experiment_id = _mlflow.ensure_experiment(client, job.experiment)
-        run = client.create_run(experiment_id, run_name=job.name, tags=lineage_tags(job, backend))
+        found = _resumable(client, experiment_id, identity) if identity is not None else None
+        if found is None:
+            tags = lineage_tags(job, backend, identity)
+            found = client.create_run(experiment_id, run_name=job.name, tags=tags)
+            verb = "created"
+        else:
+            verb = "resumed"
     except Exception as exc:
         raise _translate(exc, settings, f"create the run of job {job.name!r}") from exc
     log.info(
-        "created MLflow run %s (experiment %r) at %s",
-        run.info.run_id,
+        "%s MLflow run %s (experiment %r) at %s",
+        verb,
+        found.info.run_id,
         job.experiment,
         settings.display_uri,
     )
     return RunContext(
-        run_id=run.info.run_id,
+        run_id=found.info.run_id,
         experiment_id=experiment_id,
         experiment_name=job.experiment,
         tracking_uri=settings.training_tracking_uri or settings.tracking_uri or "",
         token=settings.token,
     )
+
+
+def _resumable(client: MlflowClient, experiment_id: str, identity: RunIdentity) -> Any:
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{lineage.IDENTITY}` = '{identity.key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if runs and runs[0].info.status in ("RUNNING", "FINISHED", "SCHEDULED"):
+        return runs[0]
+    return None
 
 
 def conclude(
@@ -148,6 +182,7 @@ def conclude(
         metrics={k: float(v) for k, v in found.data.metrics.items()},
         params=dict(found.data.params),
         model_uri=ready[0].model_uri if ready else None,
+        dataset_hash=found.data.tags.get(lineage.DATASET_HASH),
     )
 
 

@@ -7,6 +7,8 @@ cluster needs; the local backend ignores the ones it cannot honour and says so i
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -14,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
-from mlrelay._model import DNS1123Name, Frozen
+from mlrelay._model import MAX_NAME, DNS1123Name, Frozen
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -95,6 +97,27 @@ class Toleration(Frozen):
     toleration_seconds: int | None = Field(default=None, ge=0)
 
 
+class Volume(Frozen):
+    """A volume mounted into the trainer: exactly one of a PVC, a Secret, a ConfigMap, emptyDir."""
+
+    name: DNS1123Name
+    mount_path: str = Field(pattern=r"^/")
+    read_only: bool = False
+    pvc: str | None = None
+    secret: str | None = None
+    config_map: str | None = None
+    empty_dir: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Volume:
+        given = [x for x in (self.pvc, self.secret, self.config_map) if x] + (
+            ["emptyDir"] if self.empty_dir else []
+        )
+        if len(given) != 1:
+            raise ValueError("give exactly one of pvc, secret, config_map, empty_dir")
+        return self
+
+
 class TrainingJob(Frozen):
     """What to train, where its results go, and what it was trained on.
 
@@ -104,6 +127,10 @@ class TrainingJob(Frozen):
         command: the argv to run (never through a shell); ``args`` are appended.
         experiment: the MLflow experiment; created if missing.
         timeout: seconds before the job is stopped and reported as ``Timeout``.
+        workers: trainers run in parallel: an Indexed Job's completions, a TrainJob's numNodes,
+            a PyTorchJob's Master plus ``workers - 1`` Workers.
+        queue: a Kueue LocalQueue; the Job is created suspended and Kueue admits it.
+        affinity: passed through to the pod spec as is (Kubernetes' own schema).
         dataset_uri / dataset_hash / validation: lineage of the data, written as tags on the MLflow
             run before the job starts, later copied onto the model version.
     """
@@ -119,8 +146,17 @@ class TrainingJob(Frozen):
     tolerations: list[Toleration] = Field(default_factory=list)
     service_account: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
     timeout: float | None = Field(default=None, gt=0)
     backoff_limit: int = Field(default=0, ge=0)
+    workers: int = Field(default=1, ge=1, le=1000)
+    volumes: list[Volume] = Field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    image_pull_secrets: list[DNS1123Name] = Field(default_factory=list)
+    priority_class: str | None = None
+    queue: str | None = None
+    active_deadline_seconds: int | None = Field(default=None, gt=0)
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
     experiment: str = Field(default="mlrelay", min_length=1)
     tags: dict[str, str] = Field(default_factory=dict)
     dataset_uri: str | None = None
@@ -155,6 +191,41 @@ class TrainingJob(Frozen):
                 f"tag keys starting with 'mlrelay.' are reserved: {', '.join(reserved)}"
             )
         return self
+
+
+class RunIdentity(Frozen):
+    """Which orchestrator task asked for a job, so that a retry of that task finds it again.
+
+    The cluster job's name, its labels and the MLflow run's ``mlrelay.identity`` tag are all
+    derived from ``key``: a retried task (after a worker was SIGKILLed, or while the first try
+    still runs) adopts what the first try started instead of starting a second trainer (FAULTS
+    O2, O3). ``try_number`` is informational and deliberately not part of the key.
+
+    Attributes:
+        orchestrator: ``airflow``, ``prefect``, ``dagster`` or ``python``.
+        run_id: the DAG run id, flow run id or Dagster run id.
+        task_id: the task id, task name or asset key.
+        map_index: the mapped-task index or partition key, if any.
+    """
+
+    orchestrator: str = Field(default="python", min_length=1)
+    run_id: str = Field(min_length=1)
+    task_id: str = Field(min_length=1)
+    map_index: int | str | None = None
+    try_number: int | None = None
+
+    @property
+    def key(self) -> str:
+        """A 12-character hex digest of who asked: usable in names and label values."""
+        raw = json.dumps(
+            [self.orchestrator, self.run_id, self.task_id, self.map_index], separators=(",", ":")
+        )
+        return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+    def job_name(self, base: str) -> str:
+        """``base`` with the key appended, cut to a DNS-1123 label of at most 63 characters."""
+        head = base[: MAX_NAME - len(self.key) - 1].rstrip("-")
+        return f"{head}-{self.key}"
 
 
 class RunContext(Frozen):
@@ -222,13 +293,28 @@ class JobHandle(Frozen):
     submitted_at: datetime
 
 
+class Attempt(Frozen):
+    """One pod of a cluster job that failed: which, why, and its last words."""
+
+    pod: str
+    reason: str
+    container: str | None = None
+    exit_code: int | None = None
+    message: str | None = None
+    memory_limit: str | None = None
+    logs: list[str] = Field(default_factory=list)
+
+
 class JobStatus(Frozen):
+    """Where a job stands; for a failure, why (``reason`` as data, see ``TrainingFailed``)."""
+
     state: JobState
     reason: str | None = None
     message: str | None = None
     exit_code: int | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
 
 
 class TrainingResult(Frozen):

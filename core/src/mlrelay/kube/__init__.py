@@ -1,0 +1,7 @@
+"""Kubernetes plumbing shared by the cluster backends: one connection type, one retry policy,
+one watch loop, one pod-log follower.
+
+``client.Kube`` wraps the official client's ``ApiClient`` (timeouts, retries, errors mapped at the
+boundary); ``watch.Watch`` is the list-then-watch loop every waiter uses; ``logs.follow_pods``
+streams every container of a set of pods. Nothing here imports ``kubernetes`` at import time.
+"""
