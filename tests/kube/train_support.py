@@ -9,7 +9,8 @@ from typing import Any
 
 from mlrelay.settings import KubernetesSettings
 from mlrelay.testing import KubeEmulator
-from mlrelay.training import TrainingJob
+from mlrelay.testing.kinds import JOBS, PODS
+from mlrelay.training import RunContext, TrainingJob
 from mlrelay.training.kubernetes import KubernetesJobBackend
 from mlrelay.training.podstate import Limits
 
@@ -20,7 +21,8 @@ IMAGE = "python:3.11"
 
 def settings_for(emulator: KubeEmulator, **options: Any) -> KubernetesSettings:
     assert emulator.kubeconfig is not None
-    return KubernetesSettings(kubeconfig=emulator.kubeconfig, **options)
+    options.setdefault("kubeconfig", emulator.kubeconfig)
+    return KubernetesSettings(**options)
 
 
 def backend_for(emulator: KubeEmulator, **options: Any) -> KubernetesJobBackend:
@@ -39,6 +41,29 @@ def py_job(code: str, **fields: Any) -> TrainingJob:
     """A job whose pod runs ``python -c code`` (the emulator maps python:* to this interpreter)."""
     fields.setdefault("name", unique("job"))
     fields.setdefault("experiment", unique("kube"))
-    return TrainingJob(
-        image=IMAGE, command=["python", "-c", textwrap.dedent(code)], **fields
+    return TrainingJob(image=IMAGE, command=["python", "-c", textwrap.dedent(code)], **fields)
+
+
+def fake_run() -> RunContext:
+    """A run context for backend-only tests (the backend never talks to MLflow itself)."""
+    return RunContext(
+        run_id=uuid.uuid4().hex,
+        experiment_id="0",
+        experiment_name="t",
+        tracking_uri="http://127.0.0.1:9",
     )
+
+
+class Sleeps(list[float]):
+    """An injected ``sleep`` that records the waits instead of waiting them."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def jobs(emulator: KubeEmulator, namespace: str = "default") -> list[dict[str, Any]]:
+    return emulator.store.list(JOBS, namespace)[0]
+
+
+def pods(emulator: KubeEmulator, namespace: str = "default") -> list[dict[str, Any]]:
+    return emulator.store.list(PODS, namespace)[0]

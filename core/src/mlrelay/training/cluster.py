@@ -182,6 +182,12 @@ class ClusterBackend:
             status = watch.until(
                 decide, timeout=timeout, what=f"training job {handle.job_name!r}", clock=self._clock
             )
+            if status.state is JobState.FAILED:
+                # The owner's verdict can arrive before the last pod's update does (two watches):
+                # read the pods once more so that every attempt is reported (T8).
+                items = self.kube.list(PODS, ns, selector=self.pod_selector(handle.job_name))
+                final = self.decide(owner.snapshot().get(handle.job_name), items.get("items") or [])
+                status = final if final.state.terminal else status
         return self._with_pod_logs(status, ns)
 
     def logs(self, handle: JobHandle, follow: bool = True) -> Iterator[str]:
@@ -249,34 +255,16 @@ class ClusterBackend:
         self, body: Obj, secret: Obj | None, identity: RunIdentity | None
     ) -> Obj | None:
         """The created object, or None when an identical one (same owner labels and spec hash)
-        was adopted. Anything else of that name is a clear error (K2)."""
-        name = body["metadata"]["name"]
-        if secret is not None:
-            try:
-                self.kube.create(SECRETS, secret)
-            except AlreadyExists:
-                self.kube.patch(
-                    SECRETS, secret["metadata"]["name"], {"stringData": secret["stringData"]}
-                )
+        was adopted. Anything else of that name is a clear error (K2); a Secret we created for
+        an object that was not created is deleted again (nothing orphaned)."""
+        made_secret = secret is not None and self._create_secret(secret)
         try:
-            created = self.kube.create(self.kind, body)
-        except AlreadyExists:
-            existing = self.kube.get(self.kind, name)
-            if _same(existing, body):
-                return None
-            if identity is not None and _same_owner(existing, body) and _ended(existing):
-                # An earlier try of this task ran a different job (a failed one) under this
-                # name: it is ours to replace.
-                self.kube.delete(self.kind, name, propagation="Foreground", grace_seconds=0)
-                self._await_gone(name)
-                return self._create_or_adopt(body, secret, identity)
-            raise ConfigError(
-                f"a {self.kind.kind} named {name!r} already exists in {self.kube.namespace} and "
-                "was not created for this run and spec; delete it or choose another job name",
-                field="name",
-            ) from None
+            try:
+                created = self.kube.create(self.kind, body)
+            except AlreadyExists:
+                return self._adopt(body, secret, identity)
         except BaseException:
-            if secret is not None:  # nothing orphaned: the Secret goes with the failed create
+            if made_secret and secret is not None:
                 self.kube.delete(SECRETS, secret["metadata"]["name"], propagation="Background")
             raise
         if secret is not None:
@@ -286,6 +274,38 @@ class ClusterBackend:
                 {"metadata": {"ownerReferences": [owner_reference(created)]}},
             )
         return created
+
+    def _create_secret(self, secret: Obj) -> bool:
+        """Create the job's Secret; False if ours (same labels) was there already."""
+        name = secret["metadata"]["name"]
+        try:
+            self.kube.create(SECRETS, secret)
+            return True
+        except AlreadyExists:
+            if not _same(self.kube.get(SECRETS, name), secret):
+                raise ConfigError(
+                    f"a Secret named {name!r} already exists and was not created for this run; "
+                    "delete it or choose another job name",
+                    field="name",
+                ) from None
+            return False
+
+    def _adopt(self, body: Obj, secret: Obj | None, identity: RunIdentity | None) -> Obj | None:
+        name = body["metadata"]["name"]
+        existing = self.kube.get(self.kind, name)
+        if _same(existing, body):
+            return None
+        if identity is not None and _same_owner(existing, body) and _ended(existing):
+            # An earlier try of this task ran another job (a failed one) under this name: it is
+            # ours to replace.
+            self.kube.delete(self.kind, name, propagation="Foreground", grace_seconds=0)
+            self._await_gone(name)
+            return self._create_or_adopt(body, secret, identity)
+        raise ConfigError(
+            f"a {self.kind.kind} named {name!r} already exists in {self.kube.namespace} and "
+            "was not created for this run and spec; delete it or choose another job name",
+            field="name",
+        )
 
     def _await_gone(self, name: str) -> None:
         with Watch() as watch:

@@ -60,7 +60,12 @@ def job_status(
             finished = podstate.parse_time(
                 status.get("completionTime") or c.get("lastTransitionTime")
             )
-            return JobStatus(state=JobState.SUCCEEDED, started_at=started, finished_at=finished)
+            return JobStatus(
+                state=JobState.SUCCEEDED,
+                started_at=started,
+                finished_at=finished,
+                attempts=podstate.attempts(pods),  # an evicted pod retried is still reported (T6)
+            )
     for failed in ("FailureTarget", "Failed"):
         if (c := podstate.condition(job, failed)) is not None:
             result = podstate.failed(
