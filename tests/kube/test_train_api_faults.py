@@ -31,7 +31,8 @@ def test_k1_create_500_twice_backs_off_with_jitter_and_makes_one_job(
     kube_emulator.faults.fail_next(2, method="POST", path="/jobs$", status=500)
     handle = backend.submit(py_job(QUICK), fake_run())
     assert [j["metadata"]["name"] for j in jobs(kube_emulator)] == [handle.job_name]
-    assert len(sleeps) == 2 and 0 < sleeps[0] < sleeps[1] + 1.0
+    assert len(sleeps) == 2
+    assert 0 < sleeps[0] < sleeps[1] + 1.0
     assert [f[2] for f in kube_emulator.faults.fired] == ["fail", "fail"]
 
 
@@ -45,7 +46,8 @@ def test_k2_lost_create_response_adopts_the_job_it_made(kube_emulator: KubeEmula
     assert len(jobs(kube_emulator)) == 1
     # and a retry of the task (same run, same identity) adopts it again: still one Job
     again = backend.submit(py_job(QUICK, name="adopt-me"), run, identity)
-    assert again.job_name == handle.job_name and len(jobs(kube_emulator)) == 1
+    assert again.job_name == handle.job_name
+    assert len(jobs(kube_emulator)) == 1
 
 
 def test_k2_existing_job_of_another_owner_is_a_clear_error_and_is_left_alone(
@@ -69,7 +71,8 @@ def test_k3_conflict_409_is_retried_not_taken_for_already_exists(
     backend, sleeps = backend_with_sleeps(kube_emulator)
     kube_emulator.faults.fail_next(1, method="POST", path="/jobs$", status=409)
     backend.submit(py_job(QUICK), fake_run())
-    assert len(jobs(kube_emulator)) == 1 and len(sleeps) == 1
+    assert len(jobs(kube_emulator)) == 1
+    assert len(sleeps) == 1
 
 
 def test_k4_429_honours_retry_after_and_gives_up_after_bounded_attempts(
@@ -90,7 +93,9 @@ def test_k5_503_with_retry_after_is_retried(kube_emulator: KubeEmulator) -> None
     backend, sleeps = backend_with_sleeps(kube_emulator)
     kube_emulator.faults.fail_next(1, method="POST", path="/jobs$", status=503, retry_after=1)
     backend.submit(py_job(QUICK), fake_run())
-    assert sleeps and sleeps[0] >= 1 and len(jobs(kube_emulator)) == 1
+    assert sleeps
+    assert sleeps[0] >= 1
+    assert len(jobs(kube_emulator)) == 1
 
 
 def test_k6_rotated_token_is_reloaded_once_mid_wait(
@@ -127,7 +132,8 @@ def test_k7_422_fails_at_once_with_the_servers_message(kube_emulator: KubeEmulat
     kube_emulator.faults.fail_next(1, method="POST", path="/jobs$", status=422, message=message)
     with pytest.raises(ConfigError, match="Required value"):
         backend.submit(py_job(QUICK), fake_run())
-    assert sleeps == [] and jobs(kube_emulator) == []
+    assert sleeps == []
+    assert jobs(kube_emulator) == []
 
 
 def test_k8_half_open_connection_times_out_and_reconnects(kube_emulator: KubeEmulator) -> None:
@@ -138,7 +144,8 @@ def test_k8_half_open_connection_times_out_and_reconnects(kube_emulator: KubeEmu
     status = backend.status(handle)
     hang.release()
     assert status.state in (JobState.PENDING, JobState.RUNNING)
-    assert time.monotonic() - started < 10 and len(sleeps) == 1
+    assert time.monotonic() - started < 10
+    assert len(sleeps) == 1
 
 
 def test_s2_secret_value_reaches_no_log_error_or_job_spec(
@@ -150,7 +157,8 @@ def test_s2_secret_value_reaches_no_log_error_or_job_spec(
     kube_emulator.faults.fail_next(50, method="POST", path="/jobs$", status=500)
     with caplog.at_level("DEBUG"), pytest.raises(ServiceUnavailable) as info:
         backend.submit(job, fake_run())
-    assert canary not in str(info.value) and canary not in repr(info.value)
+    assert canary not in str(info.value)
+    assert canary not in repr(info.value)
     assert canary not in caplog.text
     assert kube_emulator.store.list(SECRET_KIND, "default")[0] == []  # nothing orphaned
     kube_emulator.faults.clear()

@@ -10,9 +10,10 @@ import pytest
 from mlflow import MlflowClient
 from train_support import IMAGE, TRAIN_PY, backend_for, py_job, unique
 
+from mlrelay.errors import TrainingFailed
 from mlrelay.settings import MLflowSettings
 from mlrelay.testing import KubeEmulator
-from mlrelay.training import JobState, TrainingJob, train
+from mlrelay.training import TrainingJob, train
 
 
 def test_example_model_trains_on_a_job_and_lands_in_mlflow(
@@ -36,13 +37,13 @@ def test_example_model_trains_on_a_job_and_lands_in_mlflow(
     )
     wall = time.monotonic() - started
     assert result.backend == "kubernetes"
-    assert result.model_uri and result.model_uri.startswith("models:/")
+    assert result.model_uri
+    assert result.model_uri.startswith("models:/")
     assert 0.5 < result.metrics["roc_auc"] <= 1.0
     run = MlflowClient(mlflow_server).get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlrelay.backend"] == "kubernetes"
     assert any(line.startswith("[fraud-train-") for line in lines), lines[:5]
-    jobs = kube_cluster.store.list("batch", "jobs", "default") if False else None
     assert wall < 120, wall
 
 
@@ -50,11 +51,11 @@ def test_job_that_exits_non_zero_fails_with_backoff_limit_and_its_logs(
     kube_cluster: KubeEmulator, mlflow_server: str
 ) -> None:
     job = py_job("print('about to fail', flush=True); raise SystemExit(3)")
-    with pytest.raises(Exception) as info:
+    with pytest.raises(TrainingFailed) as info:
         train(job, backend_for(kube_cluster), settings=MLflowSettings(tracking_uri=mlflow_server))
     exc = info.value
     assert getattr(exc, "reason", None) == "BackoffLimitExceeded", exc
     assert exc.exit_code == 3
     assert any("about to fail" in line for line in exc.logs), exc.logs
-    assert exc.attempts and exc.attempts[0]["logs"] == ["about to fail"]
-    assert JobState.FAILED
+    assert exc.attempts
+    assert exc.attempts[0]["logs"] == ["about to fail"]

@@ -45,7 +45,8 @@ def test_t1_oomkilled_reports_the_memory_limit_and_last_lines(
     with pytest.raises(TrainingFailed) as info:
         train(job, backend_for(cluster), settings=MLflowSettings(tracking_uri=mlflow_server))
     exc = info.value
-    assert exc.reason == "OOMKilled" and exc.exit_code == 137
+    assert exc.reason == "OOMKilled"
+    assert exc.exit_code == 137
     assert "memory limit 64Mi" in str(exc)
     assert exc.attempts[0]["memory_limit"] == "64Mi"
 
@@ -62,8 +63,10 @@ def test_t2_image_that_cannot_be_pulled_fails_at_the_first_status(
     handle = backend.submit(job, fake_run())
     started = time.monotonic()
     status = backend.wait(handle, timeout=30)
-    assert status.state is JobState.FAILED and status.reason in reasons
-    assert status.message and handle.job_name in status.message
+    assert status.state is JobState.FAILED
+    assert status.reason in reasons
+    assert status.message
+    assert handle.job_name in status.message
     assert time.monotonic() - started < 5
 
 
@@ -78,8 +81,10 @@ def test_t3_crash_loop_fails_fast_with_the_previous_containers_logs(cluster: Kub
         tracking_uri="-", namespace="default", submitted_at=datetime.now(UTC),
     )  # fmt: skip
     status = backend.wait(handle, timeout=30)
-    assert status.reason == "CrashLoopBackOff" and status.exit_code == 2
-    assert status.attempts and "crashing now" in status.attempts[0].logs
+    assert status.reason == "CrashLoopBackOff"
+    assert status.exit_code == 2
+    assert status.attempts
+    assert "crashing now" in status.attempts[0].logs
 
 
 def test_t4_missing_secret_key_fails_after_the_grace_period_with_the_message(
@@ -104,7 +109,8 @@ def test_t5_unschedulable_fails_at_the_scheduling_timeout_with_the_schedulers_me
     handle = backend.submit(py_job("print(1)", resources=Resources(gpu=1)), fake_run())
     status = backend.wait(handle, timeout=30)
     assert status.reason == "Unschedulable"
-    assert "nvidia.com/gpu" in (status.message or "") and "scheduling timeout 2s" in status.message
+    assert "nvidia.com/gpu" in (status.message or "")
+    assert "scheduling timeout 2s" in status.message
 
 
 def test_o5_late_waiter_times_out_from_the_pods_age_not_from_its_own_start(
@@ -144,7 +150,8 @@ def test_t7_deadline_exceeded_is_terminal_before_the_backoff_limit(cluster: Kube
     backend = backend_for(cluster)
     job = py_job("import time; time.sleep(30)", backoff_limit=3, active_deadline_seconds=1)
     status = backend.wait(backend.submit(job, fake_run()), timeout=30)
-    assert status.state is JobState.FAILED and status.reason == "DeadlineExceeded"
+    assert status.state is JobState.FAILED
+    assert status.reason == "DeadlineExceeded"
 
 
 def test_t8_backoff_limit_reports_every_attempt_and_streams_every_pod(
@@ -163,7 +170,8 @@ def test_t8_backoff_limit_reports_every_attempt_and_streams_every_pod(
             log=lines.append,
         )
     exc = info.value
-    assert exc.reason == "BackoffLimitExceeded" and len(exc.attempts) == 3
+    assert exc.reason == "BackoffLimitExceeded"
+    assert len(exc.attempts) == 3
     assert all(a["exit_code"] == 1 and a["logs"] for a in exc.attempts)
     streamed = {line.split("]")[0] for line in lines if "attempt on" in line}
     assert streamed == {f"[{a['pod']}" for a in exc.attempts}
@@ -175,7 +183,8 @@ def test_t9_failure_target_decides_before_failed_is_set() -> None:
         "status": {"conditions": [{"type": "FailureTarget", "status": "True", "reason": "PodFailurePolicy", "message": "Container trainer for pod default/j-x failed with exit code 42 matching FailJob rule at index 0"}]},
     }  # fmt: skip
     status = job_status(job, [], datetime.now(UTC), Limits())
-    assert status.state is JobState.FAILED and status.reason == "PodFailurePolicy"
+    assert status.state is JobState.FAILED
+    assert status.reason == "PodFailurePolicy"
     assert "exit code 42" in (status.message or "")
     not_yet = {
         "metadata": {"name": "j"},
@@ -197,7 +206,8 @@ def test_t9_pod_failure_policy_on_the_cluster(cluster: KubeEmulator) -> None:
         tracking_uri="-", namespace="default", submitted_at=datetime.now(UTC),
     )  # fmt: skip
     status = backend.wait(handle, timeout=30)
-    assert status.reason == "PodFailurePolicy" and len(status.attempts) == 1
+    assert status.reason == "PodFailurePolicy"
+    assert len(status.attempts) == 1
 
 
 def test_t10_suspended_job_is_queued_without_a_startup_timeout(cluster: KubeEmulator) -> None:
