@@ -227,6 +227,17 @@ class Kube:
             _request_timeout=(timeout, read_timeout if read_timeout is not None else timeout),
         )
 
+    def answer(self, exc: Exception, what: str) -> Exception:
+        """For a call made without the retry policy (a stream): a 401 reloads the credentials
+        and stays retryable; an answer the server will repeat (403, 404, 422) becomes ours."""
+        status = status_of(exc)
+        if status == 401:
+            self.reload()
+            return exc
+        if status is not None and 400 <= status < 500 and status not in (408, 410, 429):
+            return self.translate(exc, what)
+        return exc
+
     def translate(self, exc: Exception, what: str) -> Exception:
         """An exception from a call as ours: answers as ``NotFound``/``AlreadyExists``, bad
         requests as ``ConfigError`` with the server's message, the rest as unavailability."""

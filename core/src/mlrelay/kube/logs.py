@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from mlrelay.errors import ConfigError
 from mlrelay.kube.client import PODS, Kube
 from mlrelay.kube.watch import Watch
 
@@ -58,6 +59,7 @@ class _Follower(threading.Thread):
         self.last: Stamp | None = None
         self.seen_at_last: set[str] = set()
         self.reopened = 0
+        self.error: ConfigError | None = None
 
     def run(self) -> None:
         try:
@@ -69,6 +71,8 @@ class _Follower(threading.Thread):
                 self.reopened += 1  # cut while running (T11): resume from the last timestamp
                 log.info("log stream of %s/%s was cut; resuming", self.pod, self.container)
                 self.stopping.wait(min(0.2 * self.reopened, 2.0))
+        except ConfigError as exc:  # an answer (403): the caller must see it
+            self.error = exc
         except Exception as exc:
             if not self.stopping.is_set():
                 log.warning(
@@ -92,7 +96,7 @@ class _Follower(threading.Thread):
         except Exception as exc:
             if getattr(exc, "status", None) in (400, 404):  # not started yet / gone
                 return
-            raise
+            raise self.kube.answer(exc, f"read the log of pod {self.pod}") from exc
         self.response = response
         pending = b""
         try:
@@ -163,10 +167,14 @@ def follow_pods(
                         follower, item = out.get(timeout=tick)
                         if item is _END:
                             follower.join(timeout=1)
+                            if follower.error is not None:
+                                raise follower.error
                         else:
                             yield item
                         if out.empty():
                             break
+                if pods.error is not None:
+                    raise pods.error
                 alive = [f for f in followers.values() if f.is_alive()]
                 # The last look at the pods: one created just before the end (a retry) has lines too.
                 if (

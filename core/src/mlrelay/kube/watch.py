@@ -168,9 +168,12 @@ class Informer:
         ]
         # The read timeout outlasts the server's timeoutSeconds: a stream silent for longer is
         # a half-open connection (K8), raised as a read timeout and answered by a re-list.
-        response = self.kube.open(
-            "GET", self.kind.path(self.namespace), query=query, read_timeout=seconds + 15
-        )
+        try:
+            response = self.kube.open(
+                "GET", self.kind.path(self.namespace), query=query, read_timeout=seconds + 15
+            )
+        except Exception as exc:
+            raise self.kube.answer(exc, f"watch {self.kind.plural}") from exc
         self._response = response
         try:
             for line in _lines(response):

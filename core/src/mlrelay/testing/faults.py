@@ -2,8 +2,9 @@
 
 Request faults are an ASGI middleware in front of the API: each rule matches the HTTP method and a
 regular expression searched in the path, fires for the next ``times`` matching requests, then is
-gone. Watch faults act on the store's open watch streams. Everything is programmatic and ordered,
-so a test states exactly which request fails and how.
+gone. Watch faults act on the store's open watch streams, log faults on its open ``follow`` log
+streams. Everything is programmatic and ordered, so a test states exactly which request fails
+and how.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlrelay.testing.podlogs import log_cuts
 from mlrelay.testing.status import ApiError, expired
 from mlrelay.testing.store import Store, WatchEvent
 
@@ -81,6 +83,8 @@ class Faults:
         #: (method, path, action) for every fault that fired, in order; tests assert on it.
         self.fired: list[tuple[str, str, str]] = []
         store.event_filter = self._drop_event
+        self._log_cuts = log_cuts(store)
+        self._log_cuts.on_cut = self._log_cut
 
     # -- request faults ----------------------------------------------------------------------
     def fail_next(
@@ -140,6 +144,21 @@ class Faults:
         """Keep the next event matching ``predicate`` from every live watch (history keeps it)."""
         with self._lock:
             self._drops.append(predicate)
+
+    # -- log faults (T11) ----------------------------------------------------------------------
+    def cut_log_streams(self) -> int:
+        """End every open ``follow`` log stream now, cleanly after its last whole line (a kubelet
+        log rotation, a proxy idle timeout); the client must resume with ``sinceTime``."""
+        return self._log_cuts.cut_open()
+
+    def cut_logs_next(self, *, after_lines: int = 0, path: str = "", times: int = 1) -> None:
+        """End the next ``times`` ``follow`` log streams whose path matches ``path`` (a regex,
+        e.g. ``"/pods/train-0/log"``) after ``after_lines`` lines."""
+        self._log_cuts.cut_next(after_lines=after_lines, path=path, times=times)
+
+    def _log_cut(self, path: str) -> None:
+        with self._lock:
+            self.fired.append(("GET", path, "cut-logs"))
 
     def clear(self) -> None:
         """Remove pending faults and release held requests."""

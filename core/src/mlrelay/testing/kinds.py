@@ -366,6 +366,22 @@ INFERENCE_SERVICES = custom(
 )
 TRAIN_JOBS = custom("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
 PYTORCH_JOBS = custom("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob")
+# Trainer v2 runtimes: templates a TrainJob references (no status subresource in their CRDs).
+CLUSTER_TRAINING_RUNTIMES = custom(
+    "trainer.kubeflow.org",
+    "v1alpha1",
+    "clustertrainingruntimes",
+    "ClusterTrainingRuntime",
+    namespaced=False,
+    status_subresource=False,
+)
+TRAINING_RUNTIMES = custom(
+    "trainer.kubeflow.org",
+    "v1alpha1",
+    "trainingruntimes",
+    "TrainingRuntime",
+    status_subresource=False,
+)
 
 
 def new_uid() -> str:

@@ -242,8 +242,9 @@ class KubeEmulator:
 
         cfg = client.Configuration()
         cfg.host = self.url
-        cfg.api_key = {"authorization": token or self.token}
-        cfg.api_key_prefix = {"authorization": "Bearer"}
+        # kubernetes < 36 reads the "authorization" key, 36+ "BearerToken": set both.
+        cfg.api_key = dict.fromkeys(("authorization", "BearerToken"), token or self.token)
+        cfg.api_key_prefix = dict.fromkeys(("authorization", "BearerToken"), "Bearer")
         cfg.retries = retries
         if self.ca_file is not None:
             cfg.ssl_ca_cert = str(self.ca_file)
