@@ -104,7 +104,7 @@ def test_pod_log_without_a_kubelet_says_waiting_to_start(kube_emulator):
         {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "main", "image": "x"}]}},
     )
     with pytest.raises(ApiException) as e:
-        core.read_namespaced_pod_log("p", "default")
+        core.read_namespaced_pod_log("p", "default", _preload_content=False).data.decode()
     assert json.loads(e.value.body)["message"] == (
         'container "main" in pod "p" is waiting to start: ContainerCreating'
     )
@@ -120,4 +120,9 @@ def test_pod_log_streams_from_the_log_source_hook(kube_emulator):
         "default",
         {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "main", "image": "x"}]}},
     )
-    assert core.read_namespaced_pod_log("p", "default", tail_lines=5) == "default/p tail=5\n"
+    assert (
+        core.read_namespaced_pod_log(
+            "p", "default", tail_lines=5, _preload_content=False
+        ).data.decode()
+        == "default/p tail=5\n"
+    )

@@ -136,7 +136,12 @@ def test_a_job_through_the_api_server_runs_and_its_log_is_served(kube_emulator, 
 
         wait_for(kube_emulator.store, complete)
         (pod_obj,) = core.list_namespaced_pod("default", label_selector="job-name=train").items
-        assert core.read_namespaced_pod_log(pod_obj.metadata.name, "default") == "trained 42\n"
+        assert (
+            core.read_namespaced_pod_log(
+                pod_obj.metadata.name, "default", _preload_content=False
+            ).data.decode()
+            == "trained 42\n"
+        )
     finally:
         emulated.stop()
     assert os.path.isdir(tmp_path)
