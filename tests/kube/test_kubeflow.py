@@ -92,8 +92,9 @@ def test_pytorchjob_failing_worker_fails_the_job_and_cleans_running_pods(kf):
     assert {"SuccessfulCreatePod", "ExitedWithCode", "PyTorchJobFailed"} <= reasons
 
 
-def test_pytorchjob_active_deadline_fails_it_and_deletes_its_pods(kf):
-    kf.create(pytorchjob("slow", env_code(60), activeDeadlineSeconds=1))
+def test_pytorchjob_active_deadline_fails_it_and_cleans_up_by_its_clean_pod_policy(kf):
+    # DeletePodsAndServices deletes nothing under the default cleanPodPolicy None
+    kf.create(pytorchjob("slow", env_code(60), activeDeadlineSeconds=1, cleanPodPolicy="Running"))
     failed = kf.wait_condition("pytorchjobs", "slow", "Failed")
     assert failed["message"] == (
         "Job slow has failed because it was active longer than specified deadline"

@@ -118,8 +118,7 @@ class PyTorchJobController(Reconciler):
         failure = self._limit_exceeded(job, spec, status, pods, now)
         if failure:
             status.setdefault("completionTime", timestamp(now))
-            for pod in pods:
-                self._delete_pod(job, pod)
+            self._clean_up(job, run, pods)  # DeletePodsAndServices honours cleanPodPolicy
             self._event(job, "Normal", "PyTorchJobFailed", failure)
             set_condition(status, "Failed", "True", "PyTorchJobFailed", failure, now)
             self._write(job, status)
