@@ -109,3 +109,19 @@ def test_tracking_uri_with_password_is_rejected() -> None:
 def test_promotion_gate_bounds_in_order() -> None:
     with pytest.raises(ConfigError, match="min_value"):
         PromotionGate(metric="roc_auc", min_value=0.9, max_value=0.8)
+
+
+def test_mlflow_settings_take_every_field_by_name_as_well_as_by_environment(monkeypatch) -> None:
+    from mlrelay.settings import MLflowSettings
+
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    given = MLflowSettings(
+        token="t0ken", training_tracking_uri="http://mlflow.ml:5000",
+        artifact_destinations={"mlflow-artifacts:/": "s3://bucket/mlflow/"},
+    )  # fmt: skip
+    assert given.token is not None
+    assert given.token.get_secret_value() == "t0ken"
+    assert given.training_tracking_uri == "http://mlflow.ml:5000"
+    assert given.artifact_destinations == {"mlflow-artifacts:/": "s3://bucket/mlflow/"}
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "from-env")
+    assert MLflowSettings().token.get_secret_value() == "from-env"  # type: ignore[union-attr]

@@ -174,3 +174,25 @@ def test_s2_secret_value_reaches_no_log_error_or_job_spec(
     secret = backend.kube.get(SECRETS, f"{handle.job_name}-env")
     assert secret["metadata"]["ownerReferences"][0]["name"] == handle.job_name
     assert canary not in caplog.text
+
+
+def test_host_and_token_settings_connect_without_a_kubeconfig(kube_emulator: KubeEmulator) -> None:
+    from mlrelay.settings import KubernetesSettings
+
+    settings = KubernetesSettings(
+        host=kube_emulator.url, token=kube_emulator.token, ca_file=kube_emulator.ca_file
+    )
+    backend = backend_for(kube_emulator, kube=Kube(settings))
+    backend.submit(py_job(QUICK), fake_run())
+    assert len(jobs(kube_emulator)) == 1
+    assert kube_emulator.token not in repr(settings)
+
+
+def test_unreadable_kubeconfig_is_a_config_error_naming_the_setting(tmp_path) -> None:
+    from mlrelay.settings import KubernetesSettings
+
+    missing = tmp_path / "nope"
+    with pytest.raises(ConfigError) as info:
+        Kube(KubernetesSettings(kubeconfig=missing))
+    assert info.value.field == "kubeconfig"
+    assert str(missing) in str(info.value)

@@ -71,7 +71,10 @@ class MLflowSettings(_Settings):
             the destination.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MLFLOW_", frozen=True, extra="ignore")
+    # populate_by_name: MLflowSettings(token=...) works as well as the MLFLOW_TRACKING_TOKEN alias
+    model_config = SettingsConfigDict(
+        env_prefix="MLFLOW_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     tracking_uri: str | None = None
     token: SecretStr | None = Field(default=None, validation_alias="MLFLOW_TRACKING_TOKEN")
@@ -122,7 +125,11 @@ class KubernetesSettings(_Settings):
 
     Environment: ``MLRELAY_K8S_KUBECONFIG`` (else ``KUBECONFIG``), ``MLRELAY_K8S_CONTEXT``,
     ``MLRELAY_K8S_NAMESPACE``, ``MLRELAY_K8S_IN_CLUSTER``, ``MLRELAY_K8S_HOST``,
-    ``MLRELAY_K8S_TOKEN``, ``MLRELAY_K8S_REQUEST_TIMEOUT``.
+    ``MLRELAY_K8S_TOKEN``, ``MLRELAY_K8S_CA_FILE``, ``MLRELAY_K8S_REQUEST_TIMEOUT``.
+
+    One of three ways to connect, in this order: ``host`` (+ ``token``, ``ca_file``), then
+    ``in_cluster`` (the pod's service account), then ``kubeconfig`` (+ ``context``; the default
+    kubeconfig when unset).
     """
 
     model_config = SettingsConfigDict(env_prefix="MLRELAY_K8S_", frozen=True, extra="ignore")
@@ -133,6 +140,7 @@ class KubernetesSettings(_Settings):
     in_cluster: bool = False
     host: str | None = None
     token: SecretStr | None = None
+    ca_file: Path | None = None
     verify_ssl: bool = True
     # The generated client has no timeout by default: a half-open connection would hang forever.
     request_timeout: float = Field(default=30.0, gt=0)

@@ -269,6 +269,8 @@ class Kube:
                 if s.token is not None:
                     cfg.api_key = {"BearerToken": s.token.get_secret_value()}
                     cfg.api_key_prefix = {"BearerToken": "Bearer"}
+                if s.ca_file is not None:
+                    cfg.ssl_ca_cert = str(s.ca_file)
             elif s.in_cluster:
                 config.load_incluster_config(client_configuration=cfg)
             else:

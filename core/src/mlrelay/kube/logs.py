@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from mlrelay.errors import ConfigError
-from mlrelay.kube.client import PODS, Kube
+from mlrelay.kube.client import PODS, Kube, Obj
 from mlrelay.kube.watch import Watch
 
 log = logging.getLogger("mlrelay.kube")
@@ -140,7 +140,7 @@ def follow_pods(
     namespace: str,
     selector: str,
     *,
-    finished: Callable[[], bool],
+    finished: Callable[[list[Obj]], bool],
     linger: float = 3.0,
     relist_interval: float = 30.0,
     tick: float = 0.5,
@@ -148,7 +148,7 @@ def follow_pods(
 ) -> Iterator[str]:
     """Lines of every container of the pods matching ``selector``, prefixed ``[pod] ``.
 
-    Ends once ``finished()`` is true and every stream has ended (a stream still open ``linger``
+    Ends once ``finished(pods)`` is true and every stream has ended (a stream still open ``linger``
     seconds after its container terminated is closed).
     """
     out: queue.Queue[Any] = queue.Queue()
@@ -181,7 +181,7 @@ def follow_pods(
                     not alive
                     and out.empty()
                     and pods.synced.is_set()
-                    and finished()
+                    and finished(list(pods.snapshot().values()))
                     and all(_seen(p, followers) for p in pods.snapshot().values())
                 ):
                     return

@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 from mlrelay.errors import ConfigError, OperationTimeout
 from mlrelay.kube import logs as kube_logs
@@ -203,17 +202,32 @@ class ClusterBackend:
                     yield from (f"[{pod['metadata']['name']}] {line}" for line in lines)
             return
 
-        def finished() -> bool:
-            return self.status(handle).state.terminal
+        # The owner's state comes from a watch too: polling it while a job runs for hours
+        # would cost two requests every few seconds.
+        with Watch() as watch:
+            owner = watch.add(
+                self.kube,
+                self.kind,
+                ns,
+                field_selector=f"metadata.name={handle.job_name}",
+                relist_interval=self.relist_interval,
+            )
 
-        yield from kube_logs.follow_pods(
-            self.kube,
-            ns,
-            selector,
-            finished=_every(finished, 2.0, self._clock),
-            linger=self.log_linger,
-            relist_interval=self.relist_interval,
-        )
+            def finished(pods: list[Obj]) -> bool:
+                if owner.error is not None:
+                    raise owner.error
+                return owner.synced.is_set() and self.decide(
+                    owner.snapshot().get(handle.job_name), pods
+                ).state.terminal
+
+            yield from kube_logs.follow_pods(
+                self.kube,
+                ns,
+                selector,
+                finished=finished,
+                linger=self.log_linger,
+                relist_interval=self.relist_interval,
+            )
 
     def cancel(self, handle: JobHandle) -> None:
         """Delete the object with Foreground propagation unless it already ended; wait (bounded)
@@ -361,20 +375,3 @@ def _ended(obj: Obj) -> bool:
 def _detail(status: JobStatus) -> str:
     text = f" ({status.reason})" if status.reason else ""
     return text + (f": {status.message}" if status.message else "")
-
-
-def _every(
-    check: Callable[[], bool], seconds: float, clock: Callable[[], float]
-) -> Callable[[], bool]:
-    """``check`` at most every ``seconds``; once true, true for good (limits API calls)."""
-    state: dict[str, Any] = {"at": None, "done": False}
-
-    def wrapped() -> bool:
-        if state["done"]:
-            return True
-        if state["at"] is None or clock() - state["at"] >= seconds:
-            state["at"] = clock()
-            state["done"] = check()
-        return bool(state["done"])
-
-    return wrapped
