@@ -52,7 +52,9 @@ def test_pytorchjob_with_two_nodes_gives_each_its_rank_and_streams_both(
 ) -> None:
     backend = kubeflow_backend(PyTorchJobBackend, kube_cluster)
     run = fake_run()
-    handle = backend.submit(py_job(SHOW_RANK, workers=2), run)
+    # the master ends last: its success ends the job and stops replicas still running
+    code = SHOW_RANK + "; import time; time.sleep(0 if os.environ['RANK'] != '0' else 1.5)"
+    handle = backend.submit(py_job(code, workers=2), run)
     assert backend.wait(handle, timeout=60).state is JobState.SUCCEEDED
     seen = printed(list(backend.logs(handle)))
     master, worker = f"{handle.job_name}-master-0", f"{handle.job_name}-worker-0"

@@ -30,6 +30,7 @@ log = logging.getLogger("mlrelay.kube")
 
 Stamp = tuple[str, int]  # (seconds part "2026-11-22T20:40:00", nanoseconds)
 _END = object()
+QUIET = 0.3  # seconds without output after a container ended before its stream is closed
 
 
 def parse_stamp(text: str) -> Stamp:
@@ -59,6 +60,7 @@ class _Follower(threading.Thread):
         self.last: Stamp | None = None
         self.seen_at_last: set[str] = set()
         self.reopened = 0
+        self.last_data = float("inf")  # quiet is counted from the stream's opening
         self.error: ConfigError | None = None
 
     def run(self) -> None:
@@ -98,6 +100,7 @@ class _Follower(threading.Thread):
                 return
             raise self.kube.answer(exc, f"read the log of pod {self.pod}") from exc
         self.response = response
+        self.last_data = time.monotonic()
         pending = b""
         try:
             for chunk in response.stream(amt=None, decode_content=True):
@@ -125,6 +128,7 @@ class _Follower(threading.Thread):
         if stamp != self.last:
             self.last, self.seen_at_last = stamp, set()
         self.seen_at_last.add(raw)
+        self.last_data = time.monotonic()
         self.out.put((self, f"{self.prefix}{text.rstrip(chr(13))}"))
 
     def close(self) -> None:
@@ -143,7 +147,7 @@ def follow_pods(
     finished: Callable[[list[Obj]], bool],
     linger: float = 3.0,
     relist_interval: float = 30.0,
-    tick: float = 0.5,
+    tick: float = 0.1,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[str]:
     """Lines of every container of the pods matching ``selector``, prefixed ``[pod] ``.
@@ -214,8 +218,13 @@ def _start_or_mark(
             continue
         if "terminated" in state and follower.terminated_at is None:
             follower.terminated_at = now
-        if follower.terminated_at is not None and now - follower.terminated_at > linger:
-            follower.close()  # the stream did not end after the container did (T12)
+        if follower.terminated_at is None:
+            continue
+        # The container has ended: all it wrote is in its log file. A stream that stays open
+        # (T12) is closed once it has been quiet for QUIET seconds, and after ``linger`` anyway.
+        since_end, quiet = now - follower.terminated_at, time.monotonic() - follower.last_data
+        if since_end > linger or (since_end > QUIET and quiet > QUIET):
+            follower.close()
 
 
 def _seen(pod: Mapping[str, Any], followers: dict[tuple[str, str], _Follower]) -> bool:

@@ -93,7 +93,9 @@ class Informer:
             # Unblocks the read in the informer's thread; it is being torn down either way.
             with contextlib.suppress(Exception):
                 response.shutdown() if hasattr(response, "shutdown") else response.close()
-        self._thread.join(timeout=5)
+        # Not waited for long: a thread still opening its watch ends by itself right after
+        # (it checks the flag), and the waiter must not pay for that.
+        self._thread.join(timeout=0.05)
 
     def snapshot(self) -> dict[str, Obj]:
         with self._lock:
@@ -177,6 +179,8 @@ class Informer:
         self._response = response
         try:
             for line in _lines(response):
+                if self._stop.is_set():
+                    break
                 event = json.loads(line)
                 version = self._apply(event, version)
         finally:
