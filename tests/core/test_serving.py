@@ -19,6 +19,7 @@ import httpx
 import pandas as pd
 import psutil
 import pytest
+from models_support import FEATURES, pipeline, register
 
 from mlrelay import _mlflow
 from mlrelay.errors import ConfigError, DeploymentFailed, OperationTimeout
@@ -32,44 +33,6 @@ pytestmark = pytest.mark.slow
 
 NAME = "fraud-endpoint"
 MODEL = "mlrelay-serving-test"
-FEATURES = ["amount", "hour", "merchant_category", "is_online"]
-
-
-def _pipeline(c: float) -> Any:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    prep = ColumnTransformer(
-        [
-            ("category", OneHotEncoder(handle_unknown="ignore"), ["merchant_category"]),
-            ("numbers", StandardScaler(), ["amount", "hour", "is_online"]),
-        ]
-    )
-    return Pipeline([("prep", prep), ("clf", LogisticRegression(C=c, max_iter=1000))])
-
-
-def _register(client: Any, model: Any, example: pd.DataFrame, workdir: Path) -> ModelVersionRef:
-    """Log ``model`` in a run as an MLflow 3 logged model and register it (client API only)."""
-    import mlflow.sklearn
-
-    local = workdir / f"model-{time.monotonic_ns()}"
-    mlflow.sklearn.save_model(
-        model, str(local), input_example=example, pip_requirements=["scikit-learn", "skops"]
-    )
-    experiment = _mlflow.ensure_experiment(client, "serving-tests")
-    run = client.create_run(experiment)
-    logged = client.create_logged_model(experiment, name="model", source_run_id=run.info.run_id)
-    client.log_model_artifacts(logged.model_id, str(local))
-    client.finalize_logged_model(logged.model_id, "READY")
-    client.set_terminated(run.info.run_id)
-    if client.search_registered_models(filter_string=f"name = '{MODEL}'") == []:
-        client.create_registered_model(MODEL)
-    mv = client.create_model_version(
-        MODEL, source=f"models:/{logged.model_id}", run_id=run.info.run_id, model_id=logged.model_id
-    )
-    return ModelVersionRef(name=MODEL, version=str(mv.version), source=mv.source, run_id=mv.run_id)
 
 
 def _servers(name: str) -> list[int]:
@@ -103,11 +66,11 @@ def env(
     local = LocalSettings(home=tmp_path_factory.mktemp("serving-home"))
     frame = pd.read_parquet(fraud_data["transactions"])
     X, y = frame[FEATURES], frame["is_fraud"]
-    v1_model, v2_model = _pipeline(1.0).fit(X, y), _pipeline(0.01).fit(X, y)
+    v1_model, v2_model = pipeline(1.0).fit(X, y), pipeline(0.01).fit(X, y)
     client = _mlflow.client(settings)
     workdir = tmp_path_factory.mktemp("serving-models")
-    v1 = _register(client, v1_model, X.head(3), workdir)
-    v2 = _register(client, v2_model, X.head(3), workdir)
+    v1 = register(client, v1_model, X.head(3), workdir, MODEL)
+    v2 = register(client, v2_model, X.head(3), workdir, MODEL)
     backend = LocalServingBackend(settings, local)
     first = deploy(DeploymentSpec(name=NAME, model=v1), backend=backend)
     print(f"\nfirst deploy: {first.timings} (fixture total {time.monotonic() - started:.1f}s)")

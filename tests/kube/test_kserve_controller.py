@@ -3,8 +3,8 @@
 Two small sklearn models are saved as MLflow model directories once per module: A predicts
 ``a + b > 0``, B the opposite, so every answer says which model gave it (and the router's
 ``X-Mlrelay-Revision`` header says which revision). A model server start costs 6-20 s here, so
-the rollout scenario is one test with four starts; the failure paths that need no server, and
-the status and routing rules, are tested on their own.
+the rollout scenario is one test with four starts; the failure paths that need no server are
+tested on their own (the status and routing rules without processes: test_kserve_rules.py).
 """
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from mlrelay import _proc
-from mlrelay.testing.kserve_revision import READY, RevisionView
-from mlrelay.testing.kserve_router import _Table
-from mlrelay.testing.kserve_status import compute, resolve, traffic_targets
 from mlrelay.testing.server import KubeEmulator, default_emulator
 
 ISVC = ("serving.kserve.io", "v1beta1", "default", "inferenceservices")
@@ -118,14 +115,14 @@ def cond(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
 
 
-def ready(generation: int, revision: str) -> Callable[[dict[str, Any]], bool]:
-    """Ready at ``generation`` with ``revision`` as the latest ready one (the D2-safe check)."""
+def ready(revision: str) -> Callable[[dict[str, Any]], bool]:
+    """Ready with ``revision`` as the latest ready one. (observedGeneration is no help here:
+    it counts the Knative Service's generations and runs ahead, see the canary step.)"""
 
     def check(obj: dict[str, Any]) -> bool:
         st = obj.get("status") or {}
         return (
-            st.get("observedGeneration") == generation
-            and st["components"]["predictor"].get("latestReadyRevision") == revision
+            st.get("components", {}).get("predictor", {}).get("latestReadyRevision") == revision
             and cond(obj, "Ready")["status"] == "True"
         )
 
@@ -174,7 +171,7 @@ def test_canary_promote_pin_back_and_failed_canary_on_real_model_servers(start, 
     api.create_namespaced_custom_object(
         *ISVC, isvc("fraud", "pvc://models/fraud-a", canaryTrafficPercent=10)
     )
-    obj = wait_for(api, "fraud", ready(1, REV[1]))
+    obj = wait_for(api, "fraud", ready(REV[1]))
     timings["first revision ready"] = time.monotonic() - began
     st, predictor = obj["status"], obj["status"]["components"]["predictor"]
     # (KServe then writes the split, 10 % + 90 %, with both targets on that revision.)
@@ -194,15 +191,18 @@ def test_canary_promote_pin_back_and_failed_canary_on_real_model_servers(start, 
         out = subprocess.run([*kubectl, "-o", "jsonpath={.items[*].status.url}"], **_text)
         assert out.stdout == url, out.stderr
 
-    # Canary: a new model at 10 %. D2: right after the patch the status is stale (Ready=True,
-    # old observedGeneration) for status_delay; then the new revision loads while the old serves.
+    # Canary: a new model at 10 %. D2: for status_delay after the patch the status is stale, and
+    # observedGeneration (the Knative Service's, which KServe rewrote when it split the traffic
+    # of the first deploy) already equals the new generation: only latestCreatedRevision tells.
+    # Then the new revision loads while the old one serves.
     began = time.monotonic()
     changed = patch(api, "fraud", f"file://{models['b']}", canaryTrafficPercent=10)
     assert changed["metadata"]["generation"] == 2
     stale = api.get_namespaced_custom_object(*ISVC, "fraud")
-    assert stale["status"]["observedGeneration"] == 1
+    assert stale["status"]["observedGeneration"] == 2
     assert cond(stale, "Ready")["status"] == "True"
-    loading = wait_for(api, "fraud", lambda o: o["status"]["observedGeneration"] == 2)
+    assert stale["status"]["components"]["predictor"]["latestCreatedRevision"] == REV[1]
+    loading = wait_for(api, "fraud", lambda o: _latest_created(o) == REV[2])
     predictor = loading["status"]["components"]["predictor"]
     assert (predictor["latestCreatedRevision"], predictor["latestReadyRevision"]) == (
         REV[2],
@@ -211,7 +211,7 @@ def test_canary_promote_pin_back_and_failed_canary_on_real_model_servers(start, 
     assert cond(loading, "Ready")["status"] == "Unknown"
     assert loading["status"]["modelStatus"]["transitionStatus"] == "InProgress"
     assert {t["revisionName"] for t in predictor["traffic"]} == {REV[1]}
-    obj = wait_for(api, "fraud", ready(2, REV[2]))
+    obj = wait_for(api, "fraud", ready(REV[2]))
     timings["canary ready"] = time.monotonic() - began
     traffic = {t["tag"]: t for t in obj["status"]["components"]["predictor"]["traffic"]}
     assert (traffic["latest"]["revisionName"], traffic["latest"]["percent"]) == (REV[2], 10)
@@ -224,7 +224,7 @@ def test_canary_promote_pin_back_and_failed_canary_on_real_model_servers(start, 
 
     # Promote: without canaryTrafficPercent the canary takes 100 % and the old server stops.
     patch(api, "fraud", canaryTrafficPercent=None)
-    obj = wait_for(api, "fraud", ready(3, REV[2]))
+    obj = wait_for(api, "fraud", lambda o: _rolled_out(o) == REV[2] and _ready(o))
     predictor = obj["status"]["components"]["predictor"]
     assert (predictor["latestRolledoutRevision"], predictor["previousRolledoutRevision"]) == (
         REV[2],
@@ -253,7 +253,8 @@ def test_canary_promote_pin_back_and_failed_canary_on_real_model_servers(start, 
     failure = st["modelStatus"]["lastFailureInfo"]
     assert failure["reason"] == "ModelLoadFailed"
     assert failure["exitCode"] == 1
-    assert "Traceback" in failure["message"] or "Error" in failure["message"]
+    assert "No such file or directory" in failure["message"]  # the end of the server's log
+    assert "model.skops" in failure["message"]
     assert st["modelStatus"]["states"] == {
         "activeModelState": "Loaded",
         "targetModelState": "FailedToLoad",
@@ -268,6 +269,7 @@ def test_canary_promote_pin_back_and_failed_canary_on_real_model_servers(start, 
 
     # Deleting stops every model server and the router before the object is gone.
     pids = controller.processes("default", "fraud")
+    assert set(pids) == {REV[1], REV[2]}
     api.delete_namespaced_custom_object(*ISVC, "fraud")
     with pytest.raises(ApiException) as gone:
         wait_for(api, "fraud", lambda o: False, timeout=30)
@@ -276,6 +278,15 @@ def test_canary_promote_pin_back_and_failed_canary_on_real_model_servers(start, 
     with pytest.raises(httpx.ConnectError):
         httpx.get(url, timeout=5, trust_env=False)
     print({k: round(v, 1) for k, v in timings.items()})
+
+
+def _latest_created(obj: dict[str, Any]) -> str | None:
+    return (
+        (obj.get("status") or {})
+        .get("components", {})
+        .get("predictor", {})
+        .get("latestCreatedRevision")
+    )
 
 
 def _rolled_out(obj: dict[str, Any]) -> str | None:
@@ -305,7 +316,7 @@ def _prev(obj: dict[str, Any]) -> tuple[str, int] | None:
 
 
 def test_storage_and_spec_failures_are_reported_without_starting_a_server(start, tmp_path):
-    emu, api = start(pvc_root=str(tmp_path), status_delay=0.5)
+    emu, api = start(pvc_root=str(tmp_path), status_delay=2.0)
     (tmp_path / "models").mkdir()
     expected = {
         "mlflow-uri": ("models:/fraud/1", "Cannot recognize storage type for models:/fraud/1"),
@@ -341,73 +352,14 @@ def test_storage_and_spec_failures_are_reported_without_starting_a_server(start,
         assert st["observedGeneration"] == 1
     obj = wait_for(api, "no-uri", lambda o: _transition(o) == "InvalidSpec", timeout=30)
     assert obj["status"]["modelStatus"]["lastFailureInfo"]["reason"] == "InvalidPredictorSpec"
-    assert "storageUri" in cond(obj, "Ready")["message"]
+    assert "storageUri" in cond(obj, "PredictorReady")["message"]
+    assert cond(obj, "Ready")["reason"] == "Predictor ingress not created"
     assert all(emu.cluster.kserve.processes("default", n) == {} for n in expected)
 
     api.delete_namespaced_custom_object(*ISVC, "no-dir")
     with pytest.raises(ApiException) as gone:
         wait_for(api, "no-dir", lambda o: False, timeout=10)
     assert gone.value.status == 404
-
-
-# -- the rules, without processes -----------------------------------------------------------------
-
-
-def test_canary_splits_only_once_a_revision_was_rolled_out():
-    tagged = {"serving.kserve.io/enable-tag-routing": "true"}
-    latest = {"latestRevision": True, "percent": 100}
-    assert traffic_targets({"canaryTrafficPercent": 10}, {}, None) == [latest]
-    assert traffic_targets({}, {}, "r1") == [latest]
-    assert traffic_targets({"canaryTrafficPercent": 10}, tagged, "r1") == [
-        {"latestRevision": True, "percent": 10, "tag": "latest"},
-        {"tag": "prev", "revisionName": "r1", "latestRevision": False, "percent": 90},
-    ]
-    assert traffic_targets({"canaryTrafficPercent": 100}, {}, "r1") == [latest]
-
-
-def test_latest_revision_target_resolves_to_the_latest_ready_revision():
-    targets = traffic_targets({"canaryTrafficPercent": 10}, {}, "r1")
-    assert resolve(targets, "r1", {"r1", "r2"}, {"prev": "http://prev"}) == [
-        {"revisionName": "r1", "latestRevision": True, "percent": 10},
-        {
-            "tag": "prev",
-            "revisionName": "r1",
-            "latestRevision": False,
-            "percent": 90,
-            "url": "http://prev",
-        },
-    ]
-    assert resolve(targets, None, {"r1"}, {}) is None
-
-
-def test_canary_zero_on_the_rolled_out_revision_hands_traffic_back_to_the_previous():
-    views = [RevisionView("m-predictor-00001", READY), RevisionView("m-predictor-00002", READY)]
-    obj: dict[str, Any] = {
-        "metadata": {"name": "m", "generation": 4},
-        "spec": {"predictor": {"canaryTrafficPercent": 0, "model": {"storageUri": "/m"}}},
-        "status": {
-            "components": {
-                "predictor": {
-                    "latestRolledoutRevision": "m-predictor-00002",
-                    "previousRolledoutRevision": "m-predictor-00001",
-                }
-            }
-        },
-    }
-    urls = {"url": "http://m", "tag_urls": {"prev": "http://p", "latest": "http://l"}, "now": "t"}
-    first = compute(obj, views, **urls)
-    rolled = first.status["components"]["predictor"]["latestRolledoutRevision"]
-    assert rolled == "m-predictor-00001"
-    second = compute(obj | {"status": first.status}, views, **urls)
-    assert second.weights == {"m-predictor-00002": 0, "m-predictor-00001": 100}
-    assert second.tags == {"prev": "m-predictor-00001"}
-
-
-def test_weighted_round_robin_is_exact_in_every_window():
-    table = _Table({"new": 10, "old": 90})
-    picks = [table.pick() for _ in range(200)]
-    assert all(picks[i : i + 10].count("new") == 1 for i in range(191))
-    assert _Table({"old": 0}).pick() is None
 
 
 def _per_revision(traffic: list[dict[str, Any]]) -> dict[str, int]:

@@ -56,6 +56,10 @@ _EXPORTS: dict[str, str] = {
     # backends
     "LocalBackend": "mlrelay.training.local",
     "LocalServingBackend": "mlrelay.serving.local",
+    "KubernetesJobBackend": "mlrelay.training.kubernetes",
+    "TrainJobBackend": "mlrelay.training.kubeflow",
+    "PyTorchJobBackend": "mlrelay.training.kubeflow",
+    "KServeBackend": "mlrelay.serving.kserve",
     # settings
     "MLflowSettings": "mlrelay.settings",
     "LocalSettings": "mlrelay.settings",
@@ -90,10 +94,13 @@ if TYPE_CHECKING:
     from mlrelay.registry import get_version, lineage_of, promote, register_model
     from mlrelay.registry.spec import ModelVersionRef, PromotionDecision, PromotionGate
     from mlrelay.serving import deploy, list_deployments, rollback, undeploy
+    from mlrelay.serving.kserve import KServeBackend
     from mlrelay.serving.local import LocalServingBackend
     from mlrelay.serving.spec import Canary, Deployment, DeploymentSpec, Replace
     from mlrelay.settings import KServeSettings, KubernetesSettings, LocalSettings, MLflowSettings
     from mlrelay.training import train
+    from mlrelay.training.kubeflow import PyTorchJobBackend, TrainJobBackend
+    from mlrelay.training.kubernetes import KubernetesJobBackend
     from mlrelay.training.local import LocalBackend
     from mlrelay.training.spec import (
         EnvVar,

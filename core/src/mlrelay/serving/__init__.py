@@ -16,12 +16,14 @@ from mlrelay.serving.base import ServingBackend
 from mlrelay.serving.spec import Canary, Deployment, DeploymentSpec, Replace, Strategy
 
 if TYPE_CHECKING:
+    from mlrelay.serving.kserve import KServeBackend
     from mlrelay.serving.local import LocalServingBackend
 
 __all__ = [
     "Canary",
     "Deployment",
     "DeploymentSpec",
+    "KServeBackend",
     "LocalServingBackend",
     "Replace",
     "ServingBackend",
@@ -40,6 +42,10 @@ def __getattr__(name: str) -> object:
         from mlrelay.serving.local import LocalServingBackend
 
         return LocalServingBackend
+    if name == "KServeBackend":
+        from mlrelay.serving.kserve import KServeBackend
+
+        return KServeBackend
     raise AttributeError(f"module 'mlrelay.serving' has no attribute {name!r}")
 
 

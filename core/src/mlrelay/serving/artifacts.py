@@ -125,3 +125,14 @@ def _check_columns(rows: list[dict[str, Any]], schema: Any) -> None:
                 + (f" and has unknown column(s) {', '.join(unknown)}" if unknown else ""),
                 field="sample_rows",
             )
+
+
+def rows_for(
+    spec: DeploymentSpec, settings: MLflowSettings | None, local: LocalSettings
+) -> tuple[list[dict[str, Any]] | None, str]:
+    """``smoke_rows`` for a backend that does not otherwise need the model on this machine: the
+    model is downloaded (once, cached) for its signature and input example."""
+    if not spec.smoke_test:
+        return None, "disabled"
+    model_dir, _ = download(spec.model, settings, local)
+    return smoke_rows(spec, model_dir)

@@ -18,11 +18,16 @@ class Replace(Frozen):
 
 
 class Canary(Frozen):
-    """Send ``percent`` of traffic to the new version first; ``steps`` raise it before promotion."""
+    """Send ``percent`` of traffic to the new version first; ``steps`` raise it before promotion.
+
+    ``promote=False`` stops at the split (the new version serves ``percent``); deploying the
+    same spec again with ``promote=True`` finishes the rollout.
+    """
 
     kind: Literal["canary"] = "canary"
     percent: int = Field(ge=1, le=99)
     steps: list[Annotated[int, Field(ge=1, le=100)]] | None = None
+    promote: bool = True
 
     def __init__(self, percent: int | None = None, /, **data: Any) -> None:
         # Canary(10) reads better than Canary(percent=10) in a pipeline definition.

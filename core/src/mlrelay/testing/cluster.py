@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from mlrelay.testing.jobs import JobController
+from mlrelay.testing.kserve import InferenceServiceController
 from mlrelay.testing.kubelet import Kubelet
 from mlrelay.testing.podlogs import LogSource, pod_logs
+from mlrelay.testing.pytorchjobs import PyTorchJobController
 from mlrelay.testing.runtime import Images
 from mlrelay.testing.store import Store
+from mlrelay.testing.trainjobs import TrainJobController
 
 
 class Cluster:
@@ -31,6 +34,9 @@ class Cluster:
         missing_images: images whose pull fails (ErrImagePull, then ImagePullBackOff).
         log_linger: seconds a ``follow`` log stream stays open after its container exited;
             ``None`` keeps it open forever (the T12 fault).
+        kserve: run the KServe controller (InferenceServices served by real model servers, see
+            :mod:`mlrelay.testing.kserve`); a mapping passes its options (``pvc_root``,
+            ``status_delay``, ...). Idle, it costs one thread.
         kubelet_options: further :class:`Kubelet` keyword arguments (backoffs, resync, ...).
     """
 
@@ -43,10 +49,13 @@ class Cluster:
         missing_images: Sequence[str] = (),
         log_dir: Path | None = None,
         log_linger: float | None = 1.0,
+        kserve: bool | Mapping[str, Any] = True,
         **kubelet_options: Any,
     ) -> None:
         self.store = store
         self.jobs = JobController(store)
+        #: Kubeflow: the Training Operator (PyTorchJob) and Trainer v2 (TrainJob) controllers.
+        self.kubeflow = (PyTorchJobController(store), TrainJobController(store))
         self.kubelet = Kubelet(
             store,
             images=images,
@@ -56,13 +65,25 @@ class Cluster:
             **kubelet_options,
         )
         self.logs: LogSource = pod_logs(store, self.kubelet, linger=log_linger)
+        self.kserve: InferenceServiceController | None = None
+        if isinstance(kserve, Mapping) or kserve:  # an empty mapping means "on, defaults"
+            options = kserve if isinstance(kserve, Mapping) else {}
+            self.kserve = InferenceServiceController(store, **options)
 
     def start(self) -> Cluster:
         self.kubelet.start()
         self.jobs.start()
+        for controller in self.kubeflow:
+            controller.start()
+        if self.kserve is not None:
+            self.kserve.start()
         return self
 
     def stop(self) -> None:
+        if self.kserve is not None:
+            self.kserve.stop()
+        for controller in self.kubeflow:
+            controller.stop()
         self.jobs.stop()
         self.kubelet.stop()
 

@@ -216,9 +216,10 @@ class ClusterBackend:
             def finished(pods: list[Obj]) -> bool:
                 if owner.error is not None:
                     raise owner.error
-                return owner.synced.is_set() and self.decide(
-                    owner.snapshot().get(handle.job_name), pods
-                ).state.terminal
+                return (
+                    owner.synced.is_set()
+                    and self.decide(owner.snapshot().get(handle.job_name), pods).state.terminal
+                )
 
             yield from kube_logs.follow_pods(
                 self.kube,
