@@ -138,15 +138,21 @@ def test_rollout_canary_promote_rollback_and_failures(env: Any) -> None:
     assert done.traffic == {env["v2"].version: 100}
     assert set(served_by(done.url, x)) == {"fraud-predictor-00002"}
 
+    # rollback, as its own call: the spec v2 replaced comes back (as a new revision)
+    back = backend.rollback("fraud")
+    assert back.model_version == env["v1"].version
+    assert back.traffic == {env["v1"].version: 100}
+    assert set(served_by(back.url, x)) == {"fraud-predictor-00003"}
+
     # D1: a canary that fails to load is detected from modelStatus and rolled back
     with pytest.raises(DeploymentFailed) as info:
         backend.deploy(spec.model_copy(update={"model": env["broken"]}))
     assert info.value.rolled_back is True
     assert info.value.reason == "ModelLoadFailed"
-    assert info.value.failure_info["status"]["latestCreatedRevision"] == "fraud-predictor-00003"
+    assert info.value.failure_info["status"]["latestCreatedRevision"] == "fraud-predictor-00004"
     restored = emu.store.get(INFERENCE_SERVICES.plural, "default", "fraud")
     assert "canaryTrafficPercent" not in restored["spec"]["predictor"]
-    assert restored["metadata"]["annotations"]["mlrelay.io/model-version"] == env["v2"].version
+    assert restored["metadata"]["annotations"]["mlrelay.io/model-version"] == env["v1"].version
     assert len(served_by(restored["status"]["url"], x, n=5)) == 1
 
     # D4: a smoke test that fails on the new revision rolls back; the previous keeps serving
@@ -155,7 +161,7 @@ def test_rollout_canary_promote_rollback_and_failures(env: Any) -> None:
         backend.deploy(
             DeploymentSpec(
                 name="fraud",
-                model=env["v1"],
+                model=env["v2"],
                 strategy=Replace(),
                 sample_rows=bad_rows,
                 ready_timeout=120,
@@ -164,7 +170,7 @@ def test_rollout_canary_promote_rollback_and_failures(env: Any) -> None:
     assert smoke.value.reason == "SmokeTestFailed"
     assert smoke.value.rolled_back is True
     after = emu.store.get(INFERENCE_SERVICES.plural, "default", "fraud")
-    assert after["metadata"]["annotations"]["mlrelay.io/model-version"] == env["v2"].version
+    assert after["metadata"]["annotations"]["mlrelay.io/model-version"] == env["v1"].version
 
     # undeploy leaves nothing: no InferenceService, no model server
     backend.undeploy("fraud")
