@@ -196,3 +196,20 @@ def test_unreadable_kubeconfig_is_a_config_error_naming_the_setting(tmp_path) ->
         Kube(KubernetesSettings(kubeconfig=missing))
     assert info.value.field == "kubeconfig"
     assert str(missing) in str(info.value)
+
+
+def test_a_create_that_committed_but_failed_on_our_side_leaves_no_job(
+    kube_emulator: KubeEmulator,
+) -> None:
+    """The server made the Job, we never got the answer and gave up (no retries left, or the
+    task was interrupted while the answer was on its way): the Job must not run unowned."""
+    from mlrelay.kube.retry import RetryPolicy
+
+    kube = Kube(settings_for(kube_emulator), retry=RetryPolicy(attempts=1), sleep=Sleeps())
+    backend = backend_for(kube_emulator, kube=kube)
+    kube_emulator.faults.lose_response_next(method="POST", path="/jobs$")
+    job = py_job(QUICK, env=[EnvVar(name="K", secret_value="v")])
+    with pytest.raises(ServiceUnavailable):
+        backend.submit(job, fake_run())
+    assert jobs(kube_emulator) == []
+    assert kube_emulator.store.list(SECRET_KIND, "default")[0] == []

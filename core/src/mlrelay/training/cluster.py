@@ -278,17 +278,29 @@ class ClusterBackend:
                 created = self.kube.create(self.kind, body)
             except AlreadyExists:
                 return self._adopt(body, secret, identity)
+            if secret is not None:
+                self.kube.patch(
+                    SECRETS,
+                    secret["metadata"]["name"],
+                    {"metadata": {"ownerReferences": [owner_reference(created)]}},
+                )
         except BaseException:
+            # The create may have committed before the failure (a lost response, an interrupt
+            # while the answer was on its way): a job of this very run and spec is ours to remove.
+            self._delete_if_ours(body)
             if made_secret and secret is not None:
                 self.kube.delete(SECRETS, secret["metadata"]["name"], propagation="Background")
             raise
-        if secret is not None:
-            self.kube.patch(
-                SECRETS,
-                secret["metadata"]["name"],
-                {"metadata": {"ownerReferences": [owner_reference(created)]}},
-            )
         return created
+
+    def _delete_if_ours(self, body: Obj) -> None:
+        name = body["metadata"]["name"]
+        try:
+            if _same(self.kube.get(self.kind, name), body):
+                self.kube.delete(self.kind, name, propagation="Foreground", grace_seconds=0)
+                self._say(f"removed {self.kind.kind} {name}: its submission did not complete")
+        except Exception as exc:  # the original failure is the one to report
+            log.warning("could not check for a half-created %s %s: %s", self.kind.kind, name, exc)
 
     def _create_secret(self, secret: Obj) -> bool:
         """Create the job's Secret; False if ours (same labels) was there already."""

@@ -1,0 +1,1 @@
+"""The card-fraud pipeline as a Dagster asset graph (see ``definitions.py``)."""
