@@ -98,7 +98,7 @@ def test_k11_dropped_completion_event_is_caught_by_the_periodic_relist(
     seen_after = (
         out["wall"] - datetime.fromisoformat(done_at.replace("Z", "+00:00"))
     ).total_seconds()
-    assert seen_after < relist + 2.0  # bounded by the re-list, not by luck
+    assert seen_after < relist + 4.0  # bounded by the re-list (stamps have 1 s precision)
 
 
 def test_k12_job_deleted_by_someone_else_fails_fast_as_deleted_externally(

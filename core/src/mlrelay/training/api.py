@@ -151,17 +151,7 @@ def finish_training(
     output = runs.conclude(client, run, "FINISHED", settings)
     started, finished = status.started_at or handle.submitted_at, status.finished_at
     duration = (finished - started).total_seconds() if finished is not None else 0.0
-    return TrainingResult(
-        job_name=handle.job_name,
-        backend=handle.backend,
-        run_id=run.run_id,
-        experiment_id=run.experiment_id,
-        metrics=output.metrics,
-        params=output.params,
-        model_uri=output.model_uri,
-        duration_seconds=round(max(duration, 0.0), 3),
-        dataset_hash=output.dataset_hash,
-    )
+    return _result(handle, run, output, max(duration, 0.0), output.dataset_hash)
 
 
 def _default(backend: TrainingBackend | None, job: TrainingJob) -> TrainingBackend:
@@ -226,16 +216,26 @@ def _run(
         run.run_id,
         output.model_uri or "(none logged)",
     )
+    return _result(handle, run, output, duration, runs.dataset_hash_of(job))
+
+
+def _result(
+    handle: JobHandle,
+    run: RunContext,
+    output: runs.RunOutput,
+    duration: float,
+    dataset_hash: str | None,
+) -> TrainingResult:
     return TrainingResult(
         job_name=handle.job_name,
-        backend=backend.name,
+        backend=handle.backend,
         run_id=run.run_id,
         experiment_id=run.experiment_id,
         metrics=output.metrics,
         params=output.params,
         model_uri=output.model_uri,
         duration_seconds=round(duration, 3),
-        dataset_hash=runs.dataset_hash_of(job),
+        dataset_hash=dataset_hash,
     )
 
 

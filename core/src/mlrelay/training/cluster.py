@@ -29,7 +29,7 @@ from mlrelay.kube.client import (
     Obj,
     owner_reference,
 )
-from mlrelay.kube.watch import Watch
+from mlrelay.kube.watch import Informer, Watch
 from mlrelay.settings import KubernetesSettings, redact_uri
 from mlrelay.training import manifests
 from mlrelay.training.podstate import Limits, condition
@@ -153,13 +153,7 @@ class ClusterBackend:
         """Watch the object and its pods until the state is terminal (or a pod fails it)."""
         ns = handle.namespace or self.kube.namespace
         with Watch() as watch:
-            owner = watch.add(
-                self.kube,
-                self.kind,
-                ns,
-                field_selector=f"metadata.name={handle.job_name}",
-                relist_interval=self.relist_interval,
-            )
+            owner = self._watch_owner(watch, handle.job_name, ns)
             pods = watch.add(
                 self.kube,
                 PODS,
@@ -205,13 +199,7 @@ class ClusterBackend:
         # The owner's state comes from a watch too: polling it while a job runs for hours
         # would cost two requests every few seconds.
         with Watch() as watch:
-            owner = watch.add(
-                self.kube,
-                self.kind,
-                ns,
-                field_selector=f"metadata.name={handle.job_name}",
-                relist_interval=self.relist_interval,
-            )
+            owner = self._watch_owner(watch, handle.job_name, ns)
 
             def finished(pods: list[Obj]) -> bool:
                 if owner.error is not None:
@@ -251,9 +239,7 @@ class ClusterBackend:
             f"deleted {self.kind.kind} {ns}/{handle.job_name} (Foreground, grace {self.grace_period}s)"
         )
         with Watch() as watch:
-            gone = watch.add(
-                self.kube, self.kind, ns, field_selector=f"metadata.name={handle.job_name}"
-            )
+            gone = self._watch_owner(watch, handle.job_name, ns)
             try:
                 watch.until(
                     lambda: True if not gone.snapshot() else None,
@@ -292,6 +278,16 @@ class ClusterBackend:
                 self.kube.delete(SECRETS, secret["metadata"]["name"], propagation="Background")
             raise
         return created
+
+    def _watch_owner(self, watch: Watch, name: str, namespace: str) -> Informer:
+        """The job object itself, watched by name."""
+        return watch.add(
+            self.kube,
+            self.kind,
+            namespace,
+            field_selector=f"metadata.name={name}",
+            relist_interval=self.relist_interval,
+        )
 
     def _delete_if_ours(self, body: Obj) -> None:
         name = body["metadata"]["name"]
@@ -336,9 +332,7 @@ class ClusterBackend:
 
     def _await_gone(self, name: str) -> None:
         with Watch() as watch:
-            gone = watch.add(
-                self.kube, self.kind, self.kube.namespace, field_selector=f"metadata.name={name}"
-            )
+            gone = self._watch_owner(watch, name, self.kube.namespace)
             watch.until(
                 lambda: True if not gone.snapshot() else None,
                 timeout=120.0,

@@ -79,7 +79,7 @@ class PyTorchJobBackend(ClusterBackend):
         return f"training.kubeflow.org/job-name={name}"
 
     def decide(self, obj: Obj | None, pods: list[Obj]) -> JobStatus:
-        return _decide(obj, pods, self, success="Succeeded", reasons=_pytorch_reason)
+        return podstate.owner_status(obj, pods, self._now(), self.limits, PYTORCH)
 
 
 class TrainJobBackend(ClusterBackend):
@@ -180,10 +180,10 @@ class TrainJobBackend(ClusterBackend):
                 reason=str(created["reason"]),
                 message=f"{created.get('message')} (runtime {self.runtime_kind} {self.runtime!r})",
             )
-        return _decide(obj, pods, self, success="Complete", reasons=lambda c: "Failed")
+        return podstate.owner_status(obj, pods, self._now(), self.limits, TRAINJOB)
 
 
-def _pytorch_reason(condition: Obj) -> str:
+def _pytorch_reason(condition: Any) -> str:
     """The operator's Failed condition says why only in words; name the cause as data."""
     message = str(condition.get("message") or "")
     if "backoff limit" in message:
@@ -193,64 +193,16 @@ def _pytorch_reason(condition: Obj) -> str:
     return "Failed"
 
 
+PYTORCH = podstate.Vocabulary(
+    kind="PyTorchJob", success=("Succeeded",), failure=("Failed",), reason=_pytorch_reason
+)
+TRAINJOB = podstate.Vocabulary(
+    kind="TrainJob", success=("Complete",), failure=("Failed",), reason=lambda c: "Failed"
+)
+
+
 def _condition_false(obj: Obj | None, type_: str) -> Obj | None:
     for c in ((obj or {}).get("status") or {}).get("conditions") or []:
         if c.get("type") == type_ and c.get("status") == "False":
             return dict(c)
     return None
-
-
-def _decide(
-    obj: Obj | None,
-    pods: list[Obj],
-    backend: ClusterBackend,
-    *,
-    success: str,
-    reasons: Any,
-) -> JobStatus:
-    """A Kubeflow job's state: its own terminal conditions, then its pods (see podstate)."""
-    if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
-        return JobStatus(
-            state=JobState.FAILED,
-            reason="DeletedExternally",
-            message=f"the {backend.kind.kind} was deleted while we waited for it",
-            attempts=podstate.attempts(pods),
-        )
-    status = obj.get("status") or {}
-    started = podstate.parse_time(status.get("startTime"))
-    if (c := podstate.condition(obj, success)) is not None:
-        return JobStatus(
-            state=JobState.SUCCEEDED,
-            started_at=started,
-            finished_at=podstate.parse_time(
-                status.get("completionTime") or c.get("lastTransitionTime")
-            ),
-            attempts=podstate.attempts(pods),
-        )
-    if (c := podstate.condition(obj, "Failed")) is not None:
-        reason = reasons(c)
-        if reason == "Failed":  # the pods may say more: every attempt OOMKilled, say
-            kinds = {a.reason for a in podstate.attempts(pods)}
-            reason = next(iter(kinds)) if len(kinds) == 1 and kinds <= podstate.SPECIFIC else reason
-        failed = podstate.failed(
-            reason,
-            str(c.get("message") or "failed"),
-            pods,
-            finished=podstate.parse_time(c.get("lastTransitionTime")),
-        )
-        return failed.model_copy(update={"started_at": started})
-    if podstate.condition(obj, "Suspended") is not None:
-        queue = ((obj.get("metadata") or {}).get("labels") or {}).get(manifests.KUEUE_QUEUE)
-        where = f" in Kueue queue {queue!r}" if queue else ""
-        return JobStatus(
-            state=JobState.QUEUED,
-            reason="Suspended",
-            message=f"suspended{where}, waiting to be admitted",
-        )
-    verdict = podstate.pod_verdict(pods, backend._now(), backend.limits)
-    if verdict is not None:
-        return verdict.model_copy(update={"started_at": started})
-    current = podstate.running_state(pods)
-    if podstate.condition(obj, "Restarting") is not None:
-        current = current.model_copy(update={"message": "restarting failed replicas"})
-    return current.model_copy(update={"started_at": started})

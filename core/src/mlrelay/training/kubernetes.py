@@ -14,7 +14,7 @@ from datetime import datetime
 from mlrelay.kube.client import JOBS, Obj
 from mlrelay.training import manifests, podstate
 from mlrelay.training.cluster import ClusterBackend
-from mlrelay.training.spec import JobState, JobStatus, RunContext, RunIdentity, TrainingJob
+from mlrelay.training.spec import JobStatus, RunContext, RunIdentity, TrainingJob
 
 
 class KubernetesJobBackend(ClusterBackend):
@@ -42,48 +42,13 @@ class KubernetesJobBackend(ClusterBackend):
         return job_status(obj, pods, self._now(), self.limits)
 
 
+JOB = podstate.Vocabulary(
+    kind="Job", success=("SuccessCriteriaMet", "Complete"), failure=("FailureTarget", "Failed")
+)
+
+
 def job_status(
     job: Obj | None, pods: list[Obj], now: datetime, limits: podstate.Limits
 ) -> JobStatus:
     """A Job's state from its conditions first, then from its pods (see :mod:`.podstate`)."""
-    if job is None or (job.get("metadata") or {}).get("deletionTimestamp"):
-        return JobStatus(
-            state=JobState.FAILED,
-            reason="DeletedExternally",
-            message="the Job was deleted while we waited for it",
-            attempts=podstate.attempts(pods),
-        )
-    status = job.get("status") or {}
-    started = podstate.parse_time(status.get("startTime"))
-    for done in ("SuccessCriteriaMet", "Complete"):
-        if (c := podstate.condition(job, done)) is not None:
-            finished = podstate.parse_time(
-                status.get("completionTime") or c.get("lastTransitionTime")
-            )
-            return JobStatus(
-                state=JobState.SUCCEEDED,
-                started_at=started,
-                finished_at=finished,
-                attempts=podstate.attempts(pods),  # an evicted pod retried is still reported (T6)
-            )
-    for failed in ("FailureTarget", "Failed"):
-        if (c := podstate.condition(job, failed)) is not None:
-            result = podstate.failed(
-                str(c.get("reason") or "Failed"),
-                str(c.get("message") or "the Job failed"),
-                pods,
-                finished=podstate.parse_time(c.get("lastTransitionTime")),
-            )
-            return result.model_copy(update={"started_at": started})
-    if (c := podstate.condition(job, "Suspended")) is not None:
-        queue = ((job.get("metadata") or {}).get("labels") or {}).get(manifests.KUEUE_QUEUE)
-        where = f" in Kueue queue {queue!r}" if queue else ""
-        return JobStatus(
-            state=JobState.QUEUED,
-            reason="Suspended",
-            message=f"suspended{where}, waiting to be admitted",
-        )
-    verdict = podstate.pod_verdict(pods, now, limits)
-    if verdict is not None:
-        return verdict.model_copy(update={"started_at": started})
-    return podstate.running_state(pods).model_copy(update={"started_at": started})
+    return podstate.owner_status(job, pods, now, limits, JOB)

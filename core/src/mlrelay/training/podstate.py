@@ -18,11 +18,12 @@ startup timeout, FAULTS O5):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mlrelay.training.manifests import KUEUE_QUEUE
 from mlrelay.training.spec import Attempt, JobState, JobStatus
 
 Obj = Mapping[str, Any]
@@ -142,6 +143,67 @@ def pod_verdict(pods: Iterable[Obj], now: datetime, limits: Limits) -> JobStatus
     return None
 
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """How an owner kind names its terminal conditions (a Job, a PyTorchJob, a TrainJob).
+
+    Attributes:
+        success, failure: condition types, in the order they appear (the target first).
+        reason: the failure reason as data, from the failure condition.
+    """
+
+    kind: str
+    success: tuple[str, ...]
+    failure: tuple[str, ...]
+    reason: Callable[[Mapping[str, Any]], str] = lambda c: str(c.get("reason") or "Failed")
+
+
+def owner_status(
+    owner: Obj | None, pods: Sequence[Obj], now: datetime, limits: Limits, words: Vocabulary
+) -> JobStatus:
+    """A job's state: the owner's terminal conditions first, then Suspended (queued), then
+    what its pods say (a fail-fast verdict, running or pending)."""
+    if (gone := deleted(owner, words.kind, pods)) is not None or owner is None:
+        return gone or running_state(pods)  # deleted() always answers for a missing owner
+    status = owner.get("status") or {}
+    started = parse_time(status.get("startTime"))
+    for done in words.success:
+        if (c := condition(owner, done)) is not None:
+            return JobStatus(
+                state=JobState.SUCCEEDED,
+                started_at=started,
+                finished_at=parse_time(status.get("completionTime") or c.get("lastTransitionTime")),
+                attempts=attempts(pods),  # an evicted pod retried is still reported (T6)
+            )
+    for bad in words.failure:
+        if (c := condition(owner, bad)) is not None:
+            message = str(c.get("message") or f"the {words.kind} failed")
+            when = parse_time(c.get("lastTransitionTime"))
+            result = failed(words.reason(c), message, pods, finished=when)
+            return result.model_copy(update={"started_at": started})
+    if condition(owner, "Suspended") is not None:
+        queue = ((owner.get("metadata") or {}).get("labels") or {}).get(KUEUE_QUEUE)
+        where = f" in Kueue queue {queue!r}" if queue else ""
+        message = f"suspended{where}, waiting to be admitted"
+        return JobStatus(state=JobState.QUEUED, reason="Suspended", message=message)
+    current = pod_verdict(pods, now, limits) or running_state(pods)
+    if current.state is not JobState.FAILED and condition(owner, "Restarting") is not None:
+        current = current.model_copy(update={"message": "restarting failed replicas"})
+    return current.model_copy(update={"started_at": started})
+
+
+def deleted(owner: Obj | None, kind: str, pods: Iterable[Obj]) -> JobStatus | None:
+    """FAILED(DeletedExternally) when the owner is gone or going and we did not delete it (K12)."""
+    if owner is not None and not (owner.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    return JobStatus(
+        state=JobState.FAILED,
+        reason="DeletedExternally",
+        message=f"the {kind} was deleted while we waited for it",
+        attempts=attempts(pods),
+    )
+
+
 def running_state(pods: Iterable[Obj]) -> JobStatus:
     """Pending or Running, from the pods (the owner is neither finished nor queued)."""
     pods = list(pods)
@@ -158,7 +220,7 @@ def failed(
     Evicted) says so instead of the owner's generic BackoffLimitExceeded (T1, T8)."""
     tried = attempts(pods)
     kinds = {a.reason for a in tried}
-    if reason == "BackoffLimitExceeded" and len(kinds) == 1 and kinds <= SPECIFIC:
+    if reason in ("BackoffLimitExceeded", "Failed") and len(kinds) == 1 and kinds <= SPECIFIC:
         reason = next(iter(kinds))
     if tried:
         message += "; attempts: " + "; ".join(_summary(a) for a in tried)
