@@ -165,3 +165,18 @@ def test_cancel_of_an_ended_job_leaves_it_for_inspection(kube_cluster: KubeEmula
     assert backend.wait(handle, timeout=30).state is state
     backend.cancel(handle)
     assert len(jobs(kube_cluster)) == 1
+
+
+def test_following_the_logs_of_a_cancelled_job_ends(kube_cluster: KubeEmulator) -> None:
+    backend = backend_for(kube_cluster)
+    handle = backend.submit(py_job(SLOW.format(n=100, pause=0.2)), fake_run())
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(backend.logs(handle)), daemon=True)
+    reader.start()
+    running_pod(kube_cluster)
+    time.sleep(0.5)
+    backend.cancel(handle)
+    reader.join(15)
+    assert not reader.is_alive(), "the log stream of a deleted job did not end"
+    assert lines
+    assert lines[0].endswith("step 0")

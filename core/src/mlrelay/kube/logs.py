@@ -164,8 +164,12 @@ def follow_pods(
         try:
             while True:
                 now = clock()
-                for pod in pods.snapshot().values():
+                current = pods.snapshot()
+                for pod in current.values():
                     _start_or_mark(kube, namespace, pod, followers, out, now, linger)
+                for (pod_name, _), follower in followers.items():
+                    if pod_name not in current and pods.synced.is_set():
+                        follower.close()  # the pod is gone (the job was deleted): so is its log
                 with contextlib.suppress(queue.Empty):
                     while True:
                         follower, item = out.get(timeout=tick)

@@ -1,0 +1,154 @@
+"""Backends by name, so an operator argument (and a serialised trigger) can say where a step runs.
+
+``backend="local"`` runs on the worker; the cluster names build the core's cluster backends
+from the ``kubernetes`` connection. A dotted path (``"my_pkg.backends:MyBackend"``) names any
+class that keeps the core's backend contract. Everything is imported when a task runs, never
+when a DAG file is parsed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from mlrelay.errors import ConfigError
+
+log = logging.getLogger("airflow_mlrelay")
+
+if TYPE_CHECKING:
+    from mlrelay.serving.base import ServingBackend
+    from mlrelay.settings import MLflowSettings
+    from mlrelay.training.backend import TrainingBackend
+    from mlrelay.training.spec import JobHandle, JobStatus, RunContext, RunIdentity, TrainingJob
+
+TRAINING = {
+    "local": "mlrelay.training.local:LocalBackend",
+    "kubernetes": "mlrelay.training.kubernetes:KubernetesJobBackend",
+    "trainjob": "mlrelay.training.kubeflow:TrainJobBackend",
+    "pytorchjob": "mlrelay.training.kubeflow:PyTorchJobBackend",
+}
+SERVING = {
+    "local": "mlrelay.serving.local:LocalServingBackend",
+    "kserve": "mlrelay.serving.kserve:KServeBackend",
+}
+
+
+def training_backend(
+    kind: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    kubernetes_conn_id: str | None = None,
+    namespace: str | None = None,
+) -> TrainingBackend:
+    """The training backend ``kind`` with ``options`` as its keyword arguments.
+
+    The cluster backends get ``settings=`` from the Kubernetes connection unless ``options`` has
+    it; a class named by dotted path gets ``options`` only.
+    """
+    cls = _load(kind, TRAINING)
+    kwargs = dict(options or {})
+    if kind in TRAINING and kind != "local":
+        if "settings" not in kwargs:
+            from airflow_mlrelay.hooks.kubernetes import KubernetesSettingsHook
+
+            hook = KubernetesSettingsHook(kubernetes_conn_id, namespace)
+            kwargs["settings"] = hook.get_settings()
+        if isinstance(kwargs.get("limits"), Mapping):  # JSON in a serialised trigger
+            from mlrelay.training.podstate import Limits
+
+            kwargs["limits"] = Limits(**kwargs["limits"])
+    backend: TrainingBackend = cls(**kwargs)
+    return backend
+
+
+def serving_backend(
+    kind: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    mlflow: MLflowSettings,
+    kubernetes_conn_id: str | None = None,
+    namespace: str | None = None,
+) -> ServingBackend:
+    """The serving backend ``kind``: the local model server, or KServe on the cluster."""
+    cls = _load(kind, SERVING)
+    kwargs = dict(options or {})
+    if kind == "local":
+        kwargs.setdefault("settings", mlflow)
+    elif kind in SERVING:  # KServe: its constructor is settled with the KServe backend (issue 5)
+        from airflow_mlrelay.hooks.kubernetes import KubernetesSettingsHook
+
+        hook = KubernetesSettingsHook(kubernetes_conn_id, namespace)
+        kwargs.setdefault("settings", hook.get_kserve_settings())
+        kwargs.setdefault("kubernetes", hook.get_settings())
+        kwargs.setdefault("mlflow", mlflow)
+    backend: ServingBackend = cls(**kwargs)
+    return backend
+
+
+def _load(kind: str, known: Mapping[str, str]) -> Any:
+    target = known.get(kind, kind)
+    module_name, _, attr = target.partition(":")
+    if not attr:
+        raise ConfigError(
+            f"unknown backend {kind!r}: use one of {', '.join(known)} or 'package.module:Class'",
+            field="backend",
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise ConfigError(
+                f"backend {kind!r} is not available: {module_name} cannot be imported "
+                "(is your mlrelay recent enough?)",
+                field="backend",
+            ) from exc
+        raise
+    return getattr(module, attr)
+
+
+class Tracked:
+    """A training backend that remembers the job it submitted, so ``on_kill`` can stop it.
+
+    ``train()`` keeps the handle to itself; the task's kill signal arrives in a handler that
+    needs it. Every call goes to the wrapped backend unchanged; ``on_submit`` is told the
+    handle as soon as the job exists (to link the task to its MLflow run while it trains).
+    """
+
+    def __init__(
+        self, backend: TrainingBackend, on_submit: Callable[[JobHandle], object] | None = None
+    ) -> None:
+        self.backend = backend
+        self.on_submit = on_submit
+        self.handle: JobHandle | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.backend.name)
+
+    def validate(self, job: TrainingJob) -> None:
+        self.backend.validate(job)
+
+    def submit(
+        self, job: TrainingJob, run: RunContext, identity: RunIdentity | None = None
+    ) -> JobHandle:
+        self.handle = self.backend.submit(job, run, identity)
+        if self.on_submit is not None:
+            try:
+                self.on_submit(self.handle)
+            except Exception:  # a missing link must not stop a job that has started
+                log.warning("on_submit failed for job %r", job.name, exc_info=True)
+        return self.handle
+
+    def status(self, handle: JobHandle) -> JobStatus:
+        return self.backend.status(handle)
+
+    def wait(self, handle: JobHandle, timeout: float | None = None) -> JobStatus:
+        return self.backend.wait(handle, timeout)
+
+    def logs(self, handle: JobHandle, follow: bool = True) -> Iterator[str]:
+        yield from self.backend.logs(handle, follow)
+
+    def cancel(self, handle: JobHandle) -> None:
+        self.backend.cancel(handle)

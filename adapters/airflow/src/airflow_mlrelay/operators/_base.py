@@ -1,0 +1,70 @@
+"""What the operators that talk to MLflow share: the connection, the run identity, results as JSON."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_mlrelay.hooks.mlflow import MLflowHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from pydantic import BaseModel
+
+    from mlrelay.settings import MLflowSettings
+    from mlrelay.training.spec import RunIdentity
+
+
+class MLflowOperator(BaseOperator):
+    """Base of the operators that reach MLflow through an ``mlflow`` connection.
+
+    Args:
+        mlflow_conn_id: the ``mlflow`` connection. Without it (the default id undefined, or
+            ``None``), the environment's ``MLFLOW_TRACKING_URI`` or a local store is used.
+    """
+
+    def __init__(self, *, mlflow_conn_id: str | None = MLflowHook.default_conn_name, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @cached_property
+    def mlflow_hook(self) -> MLflowHook:
+        return MLflowHook(self.mlflow_conn_id)
+
+    @cached_property
+    def mlflow_settings(self) -> MLflowSettings:
+        from mlrelay import _mlflow
+
+        return _mlflow.resolve(self.mlflow_hook.get_settings())
+
+    @cached_property
+    def mlflow_ui(self) -> str | None:
+        """The MLflow UI's base URL for the extra links (``None`` for a local store)."""
+        return self.mlflow_hook.ui_url(self.mlflow_settings)
+
+
+def run_identity(context: Context) -> RunIdentity:
+    """Who asks, in the core's terms: the same for every try of one task instance.
+
+    A DAG run id is unique within its DAG only, so the DAG id goes with the task id. The try
+    number is recorded but is not part of the identity: a retry must find what its first try
+    started (FAULTS O2, O3).
+    """
+    from mlrelay.training.spec import RunIdentity
+
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    return RunIdentity(
+        orchestrator="airflow",
+        run_id=ti.run_id,
+        task_id=f"{ti.dag_id}.{ti.task_id}",
+        map_index=map_index if map_index is not None and map_index >= 0 else None,
+        try_number=getattr(ti, "try_number", None),
+    )
+
+
+def as_json(result: BaseModel) -> dict[str, Any]:
+    """A core result as XCom holds it: plain JSON, secrets left out by the models themselves."""
+    return result.model_dump(mode="json")

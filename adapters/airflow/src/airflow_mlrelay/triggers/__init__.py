@@ -1,0 +1,5 @@
+"""Deferrable waits: the triggerer follows long-running jobs so that workers are free meanwhile."""
+
+from airflow_mlrelay.triggers.training import TrainingJobTrigger
+
+__all__ = ["TrainingJobTrigger"]
