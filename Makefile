@@ -31,11 +31,16 @@ lint: sync
 typecheck: sync
 	$(UV) run --frozen mypy
 
+# Two workers, one test file each at a time (--dist loadfile): a file's module fixtures (an
+# emulator, a deployed endpoint) and its ordered rollout tests stay together; each worker starts
+# its own session MLflow server. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
 test: lint typecheck
-	$(UV) run --frozen pytest -q --durations=20 $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20 $(PYTEST_ARGS)
 
 bench: sync
-	@echo "benchmarks arrive with the benchmarks issue (see benchmarks/README.md)"
+	$(UV) run --frozen python benchmarks/train_wait.py
 
 clean:
 	rm -rf .mlrelay .pytest_cache .mypy_cache .ruff_cache

@@ -176,11 +176,14 @@ def test_example_dag_trains_on_the_cluster_with_deferral(
     cluster, mlflow_server, tmp_path, monkeypatch
 ):
     """``MLRELAY_BACKEND=kubernetes``: the same DAG file, its training deferred on the cluster."""
-    from airflow.dag_processing.dagbag import BundleDagBag
-    from conftest import DAGS_FOLDER
+    import os
+    from pathlib import Path
 
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    dags = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])  # set by this folder's conftest
     monkeypatch.setenv("MLRELAY_BACKEND", "kubernetes")
-    bag = BundleDagBag(dag_folder=DAGS_FOLDER, bundle_path=DAGS_FOLDER, bundle_name="dags-folder")
+    bag = BundleDagBag(dag_folder=dags, bundle_path=dags, bundle_name="dags-folder")
     model = unique("fraud-k8s")
     run = run_dag(bag, "fraud_detector", {"model_name": model})
     try:

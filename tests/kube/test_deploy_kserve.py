@@ -100,10 +100,13 @@ def served_by(url: str, rows: pd.DataFrame, n: int = 20) -> Counter[str]:
     return seen
 
 
-def test_rollout_canary_promote_rollback_and_failures(env: Any) -> None:
-    backend, emu, x = env["backend"], env["emu"], env["x"].head(2)
-    spec = DeploymentSpec(name="fraud", model=env["v1"], strategy=Canary(10), ready_timeout=120)
+# The rollout tests below run in file order on one endpoint, "fraud" (each model-server start
+# costs 6-15 s): each starts from the state the one before left and asserts what serves after it.
 
+
+def test_d5_first_deploy_asked_to_canary_gets_all_traffic_and_says_so(env: Any) -> None:
+    backend, x = env["backend"], env["x"].head(2)
+    spec = DeploymentSpec(name="fraud", model=env["v1"], strategy=Canary(10), ready_timeout=120)
     # D5: a first deploy asked to canary gets 100 % on its only revision, and says so
     first = backend.deploy(spec)
     assert first.traffic == {env["v1"].version: 100}
@@ -112,6 +115,10 @@ def test_rollout_canary_promote_rollback_and_failures(env: Any) -> None:
     assert first.smoke_test["ok"]
     assert set(served_by(first.url, x)) == {"fraud-predictor-00001"}
 
+
+def test_reapplying_the_same_spec_changes_nothing(env: Any) -> None:
+    backend, emu = env["backend"], env["emu"]
+    spec = DeploymentSpec(name="fraud", model=env["v1"], strategy=Canary(10), ready_timeout=120)
     # the same spec again changes nothing (no new revision)
     again = backend.deploy(spec)
     assert again.promoted is False
@@ -120,6 +127,10 @@ def test_rollout_canary_promote_rollback_and_failures(env: Any) -> None:
         obj["status"]["components"]["predictor"]["latestCreatedRevision"] == "fraud-predictor-00001"
     )
 
+
+def test_d2_held_canary_splits_real_requests_and_the_wait_saw_the_new_revision(env: Any) -> None:
+    backend, x = env["backend"], env["x"].head(2)
+    spec = DeploymentSpec(name="fraud", model=env["v1"], strategy=Canary(10), ready_timeout=120)
     # a 10 % canary of v2 that stays: both revisions answer real requests, 2 in 20 from v2;
     # D2: the controller sits on the patch for a moment with a stale Ready=True, and the wait
     # still returns the new revision, never the old one
@@ -132,18 +143,29 @@ def test_rollout_canary_promote_rollback_and_failures(env: Any) -> None:
         {"fraud-predictor-00001": 18, "fraud-predictor-00002": 2}
     )
 
+
+def test_canary_promotion_moves_all_traffic_to_the_new_version(env: Any) -> None:
+    backend, x = env["backend"], env["x"].head(2)
+    spec = DeploymentSpec(name="fraud", model=env["v1"], strategy=Canary(10), ready_timeout=120)
     # promote: the same spec with promote=True finishes the rollout
     done = backend.deploy(spec.model_copy(update={"model": env["v2"]}))
     assert done.promoted is True
     assert done.traffic == {env["v2"].version: 100}
     assert set(served_by(done.url, x)) == {"fraud-predictor-00002"}
 
+
+def test_rollback_as_its_own_call_restores_the_previous_spec(env: Any) -> None:
+    backend, x = env["backend"], env["x"].head(2)
     # rollback, as its own call: the spec v2 replaced comes back (as a new revision)
     back = backend.rollback("fraud")
     assert back.model_version == env["v1"].version
     assert back.traffic == {env["v1"].version: 100}
     assert set(served_by(back.url, x)) == {"fraud-predictor-00003"}
 
+
+def test_d1_canary_that_fails_to_load_is_rolled_back_with_the_failure_info(env: Any) -> None:
+    backend, emu, x = env["backend"], env["emu"], env["x"].head(2)
+    spec = DeploymentSpec(name="fraud", model=env["v1"], strategy=Canary(10), ready_timeout=120)
     # D1: a canary that fails to load is detected from modelStatus and rolled back
     with pytest.raises(DeploymentFailed) as info:
         backend.deploy(spec.model_copy(update={"model": env["broken"]}))
@@ -155,6 +177,9 @@ def test_rollout_canary_promote_rollback_and_failures(env: Any) -> None:
     assert restored["metadata"]["annotations"]["mlrelay.io/model-version"] == env["v1"].version
     assert len(served_by(restored["status"]["url"], x, n=5)) == 1
 
+
+def test_d4_failed_smoke_test_rolls_back_and_the_previous_version_serves(env: Any) -> None:
+    backend, emu = env["backend"], env["emu"]
     # D4: a smoke test that fails on the new revision rolls back; the previous keeps serving
     bad_rows = [{"amount": "lots", "hour": 1, "merchant_category": "x", "is_online": 1}]
     with pytest.raises(DeploymentFailed) as smoke:
@@ -172,6 +197,9 @@ def test_rollout_canary_promote_rollback_and_failures(env: Any) -> None:
     after = emu.store.get(INFERENCE_SERVICES.plural, "default", "fraud")
     assert after["metadata"]["annotations"]["mlrelay.io/model-version"] == env["v1"].version
 
+
+def test_undeploy_leaves_no_inference_service_and_no_model_server(env: Any) -> None:
+    backend, emu = env["backend"], env["emu"]
     # undeploy leaves nothing: no InferenceService, no model server
     backend.undeploy("fraud")
     assert emu.store.list(INFERENCE_SERVICES.plural, "default")[0] == []
