@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlrelay.errors import ConfigError
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from mlrelay.serving.base import ServingBackend
     from mlrelay.settings import MLflowSettings
     from mlrelay.training.backend import TrainingBackend
-    from mlrelay.training.spec import JobHandle, JobStatus, RunContext, RunIdentity, TrainingJob
 
 TRAINING = {
     "local": "mlrelay.training.local:LocalBackend",
@@ -106,49 +105,3 @@ def _load(kind: str, known: Mapping[str, str]) -> Any:
             ) from exc
         raise
     return getattr(module, attr)
-
-
-class Tracked:
-    """A training backend that remembers the job it submitted, so ``on_kill`` can stop it.
-
-    ``train()`` keeps the handle to itself; the task's kill signal arrives in a handler that
-    needs it. Every call goes to the wrapped backend unchanged; ``on_submit`` is told the
-    handle as soon as the job exists (to link the task to its MLflow run while it trains).
-    """
-
-    def __init__(
-        self, backend: TrainingBackend, on_submit: Callable[[JobHandle], object] | None = None
-    ) -> None:
-        self.backend = backend
-        self.on_submit = on_submit
-        self.handle: JobHandle | None = None
-
-    @property
-    def name(self) -> str:
-        return str(self.backend.name)
-
-    def validate(self, job: TrainingJob) -> None:
-        self.backend.validate(job)
-
-    def submit(
-        self, job: TrainingJob, run: RunContext, identity: RunIdentity | None = None
-    ) -> JobHandle:
-        self.handle = self.backend.submit(job, run, identity)
-        if self.on_submit is not None:
-            try:
-                self.on_submit(self.handle)
-            except Exception:  # a missing link must not stop a job that has started
-                log.warning("on_submit failed for job %r", job.name, exc_info=True)
-        return self.handle
-
-    def status(self, handle: JobHandle) -> JobStatus:
-        return self.backend.status(handle)
-
-    def wait(self, handle: JobHandle, timeout: float | None = None) -> JobStatus:
-        return self.backend.wait(handle, timeout)
-
-    def logs(self, handle: JobHandle, follow: bool = True) -> Iterator[str]:
-        yield from self.backend.logs(handle, follow)
-
-    def cancel(self, handle: JobHandle) -> None:
-        self.backend.cancel(handle)

@@ -30,7 +30,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
 
-from mlrelay.training.spec import JobHandle, TrainingJob, TrainingResult
+from mlrelay.training.backend import Tracked
+from mlrelay.training.spec import TrainingJob, TrainingResult
 from prefect_mlrelay import artifacts
 from prefect_mlrelay._runtime import (
     as_spec,
@@ -46,7 +47,6 @@ from prefect_mlrelay.blocks import MLflowCredentials, mlflow_settings
 if TYPE_CHECKING:
     from mlrelay.settings import MLflowSettings
     from mlrelay.training.backend import TrainingBackend
-    from mlrelay.training.spec import JobStatus, RunContext, RunIdentity
 
 CANCEL_CHECK_INTERVAL = 0.5  # seconds between looks at the task runner's cancel event
 API_CHECK_INTERVAL = 5.0  # seconds between reads of the flow run's state, when that is the way
@@ -98,7 +98,7 @@ def train_model(
     job = as_spec(TrainingJob, job, "job")
     settings = mlflow_settings(mlflow)
     log = run_logger()
-    tracked = _Tracked(training_backend(backend, kubernetes))
+    tracked = Tracked(training_backend(backend, kubernetes))
     identity = run_identity(job.name if map_index is None else map_index)
     with _stop_when_cancelled(tracked):
         result = train(
@@ -110,42 +110,8 @@ def train_model(
     return result
 
 
-class _Tracked:
-    """The backend, remembering the job it submitted so that a watcher can stop it."""
-
-    def __init__(self, backend: TrainingBackend) -> None:
-        self.backend = backend
-        self.handle: JobHandle | None = None
-
-    @property
-    def name(self) -> str:
-        return str(self.backend.name)
-
-    def validate(self, job: TrainingJob) -> None:
-        self.backend.validate(job)
-
-    def submit(
-        self, job: TrainingJob, run: RunContext, identity: RunIdentity | None = None
-    ) -> JobHandle:
-        self.handle = self.backend.submit(job, run, identity)
-        return self.handle
-
-    def status(self, handle: JobHandle) -> JobStatus:
-        return self.backend.status(handle)
-
-    def wait(self, handle: JobHandle, timeout: float | None = None) -> JobStatus:
-        return self.backend.wait(handle, timeout)
-
-    def logs(self, handle: JobHandle, follow: bool = True) -> Iterator[str]:
-        lines: Iterator[str] = self.backend.logs(handle, follow)
-        return lines
-
-    def cancel(self, handle: JobHandle) -> None:
-        self.backend.cancel(handle)
-
-
 @contextmanager
-def _stop_when_cancelled(tracked: _Tracked) -> Iterator[None]:
+def _stop_when_cancelled(tracked: Tracked) -> Iterator[None]:
     """Stop the job as soon as the flow run is being cancelled (see the module docstring)."""
     cancelled = _cancel_check()
     done = threading.Event()

@@ -18,7 +18,8 @@ Rules a backend follows:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from typing import Protocol, runtime_checkable
 
 from mlrelay.training.spec import JobHandle, JobStatus, RunContext, RunIdentity, TrainingJob
@@ -70,3 +71,53 @@ class TrainingBackend(Protocol):
     def cancel(self, handle: JobHandle) -> None:
         """Stop the job and everything it started; a job that already ended is left as it is."""
         ...
+
+
+class Tracked:
+    """A backend that remembers the job it submitted, for whoever must stop it from outside.
+
+    ``train()`` keeps the handle to itself, but an orchestrator's kill arrives elsewhere: an
+    Airflow ``on_kill``, a Prefect cancellation watcher. Every call goes to the wrapped backend
+    unchanged; ``on_submit`` is told the handle as soon as the job exists (to link the task to
+    its MLflow run while it trains). A failing ``on_submit`` is logged, never fatal: the job has
+    started and must be waited on (or stopped) as usual.
+    """
+
+    def __init__(
+        self, backend: TrainingBackend, on_submit: Callable[[JobHandle], object] | None = None
+    ) -> None:
+        self.backend = backend
+        self.on_submit = on_submit
+        self.handle: JobHandle | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.backend.name)
+
+    def validate(self, job: TrainingJob) -> None:
+        self.backend.validate(job)
+
+    def submit(
+        self, job: TrainingJob, run: RunContext, identity: RunIdentity | None = None
+    ) -> JobHandle:
+        self.handle = self.backend.submit(job, run, identity)
+        if self.on_submit is not None:
+            try:
+                self.on_submit(self.handle)
+            except Exception:
+                logging.getLogger("mlrelay.training").warning(
+                    "on_submit failed for job %r", job.name, exc_info=True
+                )
+        return self.handle
+
+    def status(self, handle: JobHandle) -> JobStatus:
+        return self.backend.status(handle)
+
+    def wait(self, handle: JobHandle, timeout: float | None = None) -> JobStatus:
+        return self.backend.wait(handle, timeout)
+
+    def logs(self, handle: JobHandle, follow: bool = True) -> Iterator[str]:
+        return self.backend.logs(handle, follow)
+
+    def cancel(self, handle: JobHandle) -> None:
+        self.backend.cancel(handle)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlrelay._backends import Tracked, training_backend
+from airflow_mlrelay._backends import training_backend
 from airflow_mlrelay.exceptions import TrainingWaitFailed, core_errors
 from airflow_mlrelay.links import MLflowRunLink
 from airflow_mlrelay.operators._base import MLflowOperator, as_json, run_identity
@@ -13,6 +13,7 @@ from airflow_mlrelay.operators._base import MLflowOperator, as_json, run_identit
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from mlrelay.training.backend import Tracked
     from mlrelay.training.spec import EnvVar, JobHandle, TrainingJob, TrainingResult
 
 # TrainingJob fields that are operator arguments of the same name; the first ones templated.
@@ -97,6 +98,8 @@ class TrainModelOperator(MLflowOperator):
                 namespace=self.namespace,
             )  # fmt: skip
             if not defer:
+                from mlrelay.training.backend import Tracked
+
                 self._running = Tracked(backend, on_submit=lambda h: self._show_run(context, h))
                 result = train(job, self._running, identity=identity, settings=self.mlflow_settings)
                 return self._show_run(context, result)
