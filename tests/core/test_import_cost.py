@@ -49,6 +49,19 @@ def test_specs_and_step_packages_load_no_heavy_library() -> None:
     assert not heavy, f"importing the public API loaded {sorted(heavy)}"
 
 
+def test_cluster_backends_load_no_heavy_library_until_they_connect() -> None:
+    code = "\n".join(
+        [
+            "from mlrelay import KubernetesJobBackend, TrainJobBackend, PyTorchJobBackend, KServeBackend",
+            "from mlrelay import KubernetesSettings, TrainingJob",
+            "job = TrainingJob(name='j', image='python:3.11', command=['python'])",
+            "KubernetesJobBackend(KubernetesSettings()).validate(job)",
+        ]
+    )
+    heavy = loaded_after(code) & {*HEAVY, "tenacity", "urllib3"}
+    assert not heavy, f"a cluster backend loaded {sorted(heavy)} before any call to the cluster"
+
+
 def test_unknown_attribute_is_attribute_error() -> None:
     import mlrelay
 
