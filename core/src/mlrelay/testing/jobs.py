@@ -73,21 +73,8 @@ class JobController(Reconciler):
         self._rng = random.Random(seed)  # noqa: S311 (pod-name suffixes, seedable for tests)
         self._jobs: dict[str, _Tracking] = {}
 
-    def start(self) -> JobController:
-        self.start_loop()
-        return self
-
-    def stop(self) -> None:
-        self.stop_loop()
-
     def on_event(self, event: WatchEvent) -> None:
-        meta = event.object["metadata"]
-        if event.kind.key == JOBS.key:
-            self.enqueue((meta.get("namespace", ""), meta["name"]))
-            return
-        for ref in meta.get("ownerReferences") or []:
-            if ref.get("controller") and ref.get("kind") == "Job":
-                self.enqueue((meta.get("namespace", ""), ref["name"]))
+        self.enqueue_owner(event, JOBS)
 
     def resync_keys(self) -> list[Key]:
         """Every Job (deadlines and TTLs need time, not events); forget the deleted ones."""

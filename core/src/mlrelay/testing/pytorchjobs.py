@@ -57,21 +57,8 @@ class PyTorchJobController(Reconciler):
         self._clock = clock
         self._reported: set[str] = set()  # pods whose exit code was already an event
 
-    def start(self) -> PyTorchJobController:
-        self.start_loop()
-        return self
-
-    def stop(self) -> None:
-        self.stop_loop()
-
     def on_event(self, event: WatchEvent) -> None:
-        meta = event.object["metadata"]
-        if event.kind.key == KIND.key:
-            self.enqueue((meta.get("namespace", ""), meta["name"]))
-            return
-        for ref in meta.get("ownerReferences") or []:
-            if ref.get("controller") and ref.get("kind") == KIND.kind:
-                self.enqueue((meta.get("namespace", ""), ref["name"]))
+        self.enqueue_owner(event, KIND)
 
     def resync_keys(self) -> list[Key]:
         return [_key(j) for j in self.store.list(KIND)[0]]

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Self
 
 from mlrelay.testing.kinds import ResourceKind
 from mlrelay.testing.recorder import log
@@ -53,6 +53,26 @@ class Reconciler:
             self._queue.put(None)
             self._thread.join(timeout=10)
             self._thread = None
+
+    def start(self) -> Self:
+        """Subscribe and start the worker thread (a subclass adds what it needs around it)."""
+        self.start_loop()
+        return self
+
+    def stop(self) -> None:
+        self.stop_loop()
+
+    def enqueue_owner(self, event: WatchEvent, owner: ResourceKind) -> None:
+        """Queue an ``owner`` object's own key, or, for a dependent it controls (a pod), the
+        owner's key: the usual event routing of a controller of ``owner`` objects."""
+        meta = event.object["metadata"]
+        namespace = meta.get("namespace", "")
+        if event.kind.key == owner.key:
+            self.enqueue((namespace, meta["name"]))
+            return
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("kind") == owner.kind:
+                self.enqueue((namespace, ref["name"]))
 
     # -- for subclasses ----------------------------------------------------------------------
     def on_event(self, event: WatchEvent) -> None:

@@ -151,21 +151,8 @@ class TrainJobController(Reconciler):
         super().__init__(store, kinds=[self.kind, JOBS], resync=resync)
         self._clock = clock
 
-    def start(self) -> TrainJobController:
-        self.start_loop()
-        return self
-
-    def stop(self) -> None:
-        self.stop_loop()
-
     def on_event(self, event: WatchEvent) -> None:
-        meta = event.object["metadata"]
-        if event.kind.key == self.kind.key:
-            self.enqueue((meta.get("namespace", ""), meta["name"]))
-            return
-        for ref in meta.get("ownerReferences") or []:
-            if ref.get("controller") and ref.get("kind") == self.kind.kind:
-                self.enqueue((meta.get("namespace", ""), ref["name"]))
+        self.enqueue_owner(event, self.kind)
 
     def resync_keys(self) -> list[Key]:
         """Every TrainJob: a runtime created or deleted later changes what a sync builds."""

@@ -45,6 +45,41 @@ class MLflowOperator(BaseOperator):
         return self.mlflow_hook.ui_url(self.mlflow_settings)
 
 
+class ServingOperator(MLflowOperator):
+    """Base of the operators that act on an endpoint: which serving backend, on which cluster.
+
+    Args:
+        backend: ``"local"`` or ``"kserve"`` (templated); ``backend_options`` are its arguments.
+        kubernetes_conn_id, namespace: the cluster, for ``"kserve"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: str = "local",
+        backend_options: dict[str, Any] | None = None,
+        kubernetes_conn_id: str | None = "kubernetes_default",
+        namespace: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.backend = backend
+        self.backend_options = backend_options
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.namespace = namespace
+
+    def serving_backend(self) -> Any:
+        from airflow_mlrelay._backends import serving_backend
+
+        return serving_backend(
+            self.backend,
+            self.backend_options,
+            mlflow=self.mlflow_settings,
+            kubernetes_conn_id=self.kubernetes_conn_id,
+            namespace=self.namespace,
+        )
+
+
 def run_identity(context: Context) -> RunIdentity:
     """Who asks, in the core's terms: the same for every try of one task instance.
 

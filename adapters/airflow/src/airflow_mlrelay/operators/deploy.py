@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlrelay._backends import serving_backend
 from airflow_mlrelay.exceptions import core_errors
 from airflow_mlrelay.links import EndpointLink, MLflowModelVersionLink
-from airflow_mlrelay.operators._base import MLflowOperator, as_json
+from airflow_mlrelay.operators._base import ServingOperator, as_json
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
     from mlrelay.serving.spec import Canary, Deployment, Replace
 
 
-class DeployModelOperator(MLflowOperator):
+class DeployModelOperator(ServingOperator):
     """Deploy ``model`` to the endpoint ``name``; return the ``Deployment`` JSON.
 
     The previous version serves until the new one is ready and has answered a smoke test; a
@@ -62,10 +61,6 @@ class DeployModelOperator(MLflowOperator):
         smoke_test: bool = True,
         ready_timeout: float = 300.0,
         port: int | None = None,
-        backend: str = "local",
-        backend_options: dict[str, Any] | None = None,
-        kubernetes_conn_id: str | None = "kubernetes_default",
-        namespace: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -76,10 +71,6 @@ class DeployModelOperator(MLflowOperator):
         self.smoke_test = smoke_test
         self.ready_timeout = ready_timeout
         self.port = port
-        self.backend = backend
-        self.backend_options = backend_options
-        self.kubernetes_conn_id = kubernetes_conn_id
-        self.namespace = namespace
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlrelay.serving import deploy
@@ -97,7 +88,7 @@ class DeployModelOperator(MLflowOperator):
                 ready_timeout=self.ready_timeout,
                 port=self.port,
             )
-            deployment = deploy(spec, self._backend())
+            deployment = deploy(spec, self.serving_backend())
         return persist_links(context, deployment, self.mlflow_ui)
 
     def _model(self) -> ModelVersionRef:
@@ -110,15 +101,6 @@ class DeployModelOperator(MLflowOperator):
         if not sep:
             name, _, ref = self.model.rpartition("/")
         return get_version(name, f"@{ref}" if sep else ref, settings=self.mlflow_settings)
-
-    def _backend(self) -> Any:
-        return serving_backend(
-            self.backend,
-            self.backend_options,
-            mlflow=self.mlflow_settings,
-            kubernetes_conn_id=self.kubernetes_conn_id,
-            namespace=self.namespace,
-        )
 
 
 def persist_links(context: Context, deployment: Deployment, ui: str | None) -> dict[str, Any]:

@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlrelay._backends import serving_backend
 from airflow_mlrelay.exceptions import core_errors
 from airflow_mlrelay.links import EndpointLink, MLflowModelVersionLink
-from airflow_mlrelay.operators._base import MLflowOperator
+from airflow_mlrelay.operators._base import ServingOperator
 from airflow_mlrelay.operators.deploy import persist_links
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class RollbackDeploymentOperator(MLflowOperator):
+class RollbackDeploymentOperator(ServingOperator):
     """Roll the endpoint ``name`` back to its previous version; return the ``Deployment`` JSON.
 
     Typically wired after a monitoring check, or with ``trigger_rule="one_failed"`` after a
@@ -31,33 +30,13 @@ class RollbackDeploymentOperator(MLflowOperator):
     operator_extra_links = (EndpointLink(), MLflowModelVersionLink())
     ui_color = "#f3ecfb"
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        backend: str = "local",
-        backend_options: dict[str, Any] | None = None,
-        kubernetes_conn_id: str | None = "kubernetes_default",
-        namespace: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.name = name
-        self.backend = backend
-        self.backend_options = backend_options
-        self.kubernetes_conn_id = kubernetes_conn_id
-        self.namespace = namespace
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlrelay.serving import rollback
 
         with core_errors():
-            backend = serving_backend(
-                self.backend,
-                self.backend_options,
-                mlflow=self.mlflow_settings,
-                kubernetes_conn_id=self.kubernetes_conn_id,
-                namespace=self.namespace,
-            )
-            deployment = rollback(self.name, backend)
+            deployment = rollback(self.name, self.serving_backend())
         return persist_links(context, deployment, self.mlflow_ui)
