@@ -184,8 +184,9 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         what: str,
+        cancel: threading.Event | None = None,
     ) -> Obj:
-        """One API call under the retry policy; the decoded JSON body."""
+        """One API call under the retry policy (ended early by ``cancel``); the decoded JSON body."""
 
         def once() -> Obj:
             response = self.open(method, path, query=query, body=body, content_type=content_type)
@@ -196,7 +197,9 @@ class Kube:
             return data if isinstance(data, dict) else {"items": data}
 
         try:
-            return self.retry.call(once, what=what, on_unauthorized=self.reload, sleep=self._sleep)
+            return self.retry.call(
+                once, what=what, on_unauthorized=self.reload, sleep=self._sleep, cancel=cancel
+            )
         except Exception as exc:
             raise self.translate(exc, what) from exc
 

@@ -17,6 +17,7 @@ the wait that honours ``Retry-After``, which tenacity has no strategy for.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,11 +107,13 @@ class RetryPolicy:
         what: str,
         on_unauthorized: Callable[[], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        cancel: threading.Event | None = None,
     ) -> T:
         """Run ``fn`` until it succeeds, a non-transient error, or ``attempts`` run out.
 
         ``on_unauthorized`` is called once, on the first 401, before the retry (a credentials
-        reload); a second 401 is final.
+        reload); a second 401 is final. Setting ``cancel`` ends the retries at once (a waiter
+        that stopped must not go on calling a server nobody listens to).
         """
         import tenacity
 
@@ -145,12 +148,19 @@ class RetryPolicy:
                 self.attempts,
             )
 
+        def pause(seconds: float) -> None:
+            if cancel is not None:
+                cancel.wait(seconds)
+            else:
+                sleep(seconds)
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(should_retry),
             wait=wait,
-            stop=tenacity.stop_after_attempt(self.attempts),
+            stop=tenacity.stop_after_attempt(self.attempts)
+            | (tenacity.stop_when_event_set(cancel) if cancel is not None else tenacity.stop_never),
             before_sleep=note,
-            sleep=sleep,
+            sleep=pause,
             reraise=True,
         )
         return retrying(fn)

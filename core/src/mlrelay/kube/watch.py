@@ -143,6 +143,7 @@ class Informer:
             self.kind.path(self.namespace),
             query=self._query(),
             what=f"list {self.kind.plural}",
+            cancel=self._stop,
         )
         self.lists += 1
         items = {o["metadata"]["name"]: _typed(o, self.kind) for o in listed.get("items") or []}
