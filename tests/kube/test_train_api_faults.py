@@ -213,3 +213,22 @@ def test_a_create_that_committed_but_failed_on_our_side_leaves_no_job(
         backend.submit(job, fake_run())
     assert jobs(kube_emulator) == []
     assert kube_emulator.store.list(SECRET_KIND, "default")[0] == []
+
+
+def test_o1_an_interrupt_after_the_create_but_before_the_handle_leaves_no_job(
+    kube_emulator: KubeEmulator,
+) -> None:
+    """Dagster's termination raises inside whatever line is running; if that is the log line
+    right after the Job was made, the caller never holds a handle to cancel it with."""
+
+    class Interrupted(BaseException):
+        pass
+
+    def interrupt(message: str) -> None:
+        if message.startswith("created"):
+            raise Interrupted
+
+    backend = backend_for(kube_emulator, log=interrupt)
+    with pytest.raises(Interrupted):
+        backend.submit(py_job(QUICK), fake_run())
+    assert jobs(kube_emulator) == []

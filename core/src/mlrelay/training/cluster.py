@@ -126,19 +126,25 @@ class ClusterBackend:
         if manifests.has_secrets(job, run):
             secret = manifests.secret(job, run, name, dict(body["metadata"]["labels"]))
         created = self._create_or_adopt(body, secret, identity)
-        self._say(
-            f"{'adopted' if created is None else 'created'} {self.kind.kind} {ns}/{name} "
-            f"(MLflow run {run.run_id})"
-        )
-        return JobHandle(
-            backend=self.name,
-            job_name=name,
-            run_id=run.run_id,
-            experiment_id=run.experiment_id,
-            tracking_uri=redact_uri(run.tracking_uri),
-            namespace=ns,
-            submitted_at=datetime.now(UTC),
-        )
+        try:
+            self._say(
+                f"{'adopted' if created is None else 'created'} {self.kind.kind} {ns}/{name} "
+                f"(MLflow run {run.run_id})"
+            )
+            return JobHandle(
+                backend=self.name,
+                job_name=name,
+                run_id=run.run_id,
+                experiment_id=run.experiment_id,
+                tracking_uri=redact_uri(run.tracking_uri),
+                namespace=ns,
+                submitted_at=datetime.now(UTC),
+            )
+        except BaseException:
+            # An interrupt (Dagster's termination raises in whatever line runs) before the caller
+            # holds the handle: nobody could cancel this job later, so it goes now.
+            self._delete_if_ours(body)
+            raise
 
     def status(self, handle: JobHandle) -> JobStatus:
         ns = handle.namespace or self.kube.namespace
