@@ -45,7 +45,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "mlrelay",
-                "python-modules": ["airflow_mlrelay.triggers.training"],
+                "python-modules": [
+                    "airflow_mlrelay.triggers.training",
+                    "airflow_mlrelay.triggers.deploy",
+                ],
             }
         ],
         "connection-types": [

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mlrelay._model import Frozen
+from mlrelay._model import FieldError, Frozen
 
 ApplyPolicy = Literal["if_empty", "always", "never"]
 """When a step applies the repo's definitions to the registry, as ``feast apply`` would.
@@ -52,11 +52,13 @@ class FeatureRequest(Frozen):
     @model_validator(mode="after")
     def _features_or_service(self) -> FeatureRequest:
         if bool(self.features) == bool(self.feature_service):
-            raise ValueError("give exactly one of 'features' or 'feature_service'")
+            field = "feature_service" if self.features else "features"
+            raise FieldError(field, "give exactly one of 'features' or 'feature_service'")
         for ref in self.features:
             view, _, name = ref.partition(":")
-            if not view or not name:
-                raise ValueError(f"feature reference {ref!r} must look like 'view:feature'")
+            # Feast splits a reference at its colon and matches both halves exactly.
+            if not view or not name or ":" in name or ref != ref.strip() or " " in ref:
+                raise FieldError("features", f"reference {ref!r} must look like 'view:feature'")
         return self
 
 
@@ -117,9 +119,11 @@ class MaterializeRequest(Frozen):
     @model_validator(mode="after")
     def _start_before_end(self) -> MaterializeRequest:
         if self.start is not None and self.start >= self.end:
-            raise ValueError("'start' must be before 'end'")
+            raise FieldError("start", "'start' must be before 'end'")
         if self.feature_views is not None and not self.feature_views:
-            raise ValueError("'feature_views' must name at least one view, or be left out")
+            raise FieldError(
+                "feature_views", "'feature_views' must name at least one view, or be left out"
+            )
         return self
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from mlrelay._model import Frozen
+from mlrelay._model import FieldError, Frozen
 
 
 class ModelVersionRef(Frozen):
@@ -43,7 +43,7 @@ class PromotionGate(Frozen):
 
     metric: str = Field(min_length=1)
     greater_is_better: bool = True
-    min_delta: float = Field(default=0.0, ge=0.0)
+    min_delta: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     # NaN bounds would compare False against everything and silently drop the bound.
     min_value: float | None = Field(default=None, allow_inf_nan=False)
     max_value: float | None = Field(default=None, allow_inf_nan=False)
@@ -53,7 +53,7 @@ class PromotionGate(Frozen):
     def _bounds_in_order(self) -> PromotionGate:
         low, high = self.min_value, self.max_value
         if low is not None and high is not None and low > high:
-            raise ValueError("min_value must not exceed max_value")
+            raise FieldError("max_value", f"must not be below min_value={low}")
         return self
 
 

@@ -113,6 +113,10 @@ class Predictor:
         return predictor
 
 
+def generation(obj: Obj) -> int:
+    return int((obj.get("metadata") or {}).get("generation") or 0)
+
+
 def without_canary(predictor: Mapping[str, Any] | None) -> Obj:
     return {k: v for k, v in (predictor or {}).items() if k != "canaryTrafficPercent"}
 

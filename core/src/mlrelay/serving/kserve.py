@@ -13,21 +13,25 @@ Canary (``Canary(percent, steps)``) uses KServe's ``canaryTrafficPercent``; it s
 previous rolled-out revision exists, so a first deploy gets 100 % and says so (D5). Promotion
 removes the field; a rollback restores the previous spec. Canary is a Serverless feature:
 asking for it in RawDeployment mode is a ``ConfigError``.
+
+``deploy`` is ``begin`` + ``wait`` + ``complete`` (``mlrelay.serving.rollout``): the same rollout,
+split so that an orchestrator can wait elsewhere (Airflow's triggerer) on a JSON handle, and
+``abort`` undoes a rollout in progress (a task killed, a deadline passed).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from mlrelay import _mlflow
-from mlrelay.errors import ConfigError, DeploymentFailed, OperationTimeout
+from mlrelay.errors import ConfigError, DeploymentFailed
 from mlrelay.kube.client import Kube, NotFound
-from mlrelay.kube.watch import Watch
 from mlrelay.serving import artifacts, isvc, smoke
 from mlrelay.serving.isvc import (
     INFERENCE_SERVICES,
@@ -42,12 +46,12 @@ from mlrelay.serving.isvc import (
     Rollout,
     without_canary,
 )  # fmt: skip
+from mlrelay.serving.rollout import RolloutHandle, RolloutStatus
+from mlrelay.serving.rollout_wait import Watcher
 from mlrelay.serving.spec import Canary, Deployment, DeploymentSpec
 from mlrelay.settings import KServeSettings, KubernetesSettings, LocalSettings, MLflowSettings
 
 log = logging.getLogger("mlrelay.serving")
-
-Decision = tuple[str, Rollout]  # ("ready" | "failed" | "split", status)
 
 
 class KServeBackend:
@@ -96,7 +100,37 @@ class KServeBackend:
     # -- ServingBackend ------------------------------------------------------------------------
 
     def deploy(self, spec: DeploymentSpec) -> Deployment:
-        started = time.perf_counter()
+        return self.run(self.begin(spec))
+
+    def run(self, handle: RolloutHandle, stop: threading.Event | None = None) -> Deployment:
+        """Wait and complete ``handle`` here, step by step, to the end (``deploy`` after
+        ``begin``). ``stop`` set while waiting (a task killed: its ``on_kill`` sets it and
+        calls ``abort``) ends the rollout undone, with ``DeploymentFailed(reason="Stopped")``."""
+        while True:
+            try:
+                status = self.wait(handle)
+            except BaseException:  # an API error, a kill: nothing stays half rolled out
+                self._abort_quietly(handle)
+                raise
+            if stop is not None and stop.is_set():
+                status = RolloutStatus(
+                    state="failed", reason="Stopped", message="the rollout was stopped",
+                    isvc=status.isvc, restored=self.abort(handle),
+                )  # fmt: skip
+            done = self.complete(handle, status)
+            if isinstance(done, Deployment):
+                return done
+            handle = done  # the next canary step
+
+    # -- the rollout, in three calls (see mlrelay.serving.rollout) -----------------------------
+
+    def begin(self, spec: DeploymentSpec) -> RolloutHandle:
+        """Check the spec, read the model's smoke-test rows, apply the InferenceService.
+
+        Raises:
+            ConfigError: bad spec, unknown model version, unmapped storage; before any change.
+        """
+        started = time.time()
         if isinstance(spec.strategy, Canary) and self.settings.deployment_mode != "Serverless":
             message = "canary needs KServe's Serverless mode (RawDeployment rolls out with the "
             raise ConfigError(
@@ -105,22 +139,91 @@ class KServeBackend:
         storage, run_id, dataset_hash = isvc.resolve(spec, _mlflow.resolve(self.mlflow, self.local))
         rows, source = artifacts.rows_for(spec, self.mlflow, self.local)
         predictor = self.predictor.spec(storage)
-        timings: dict[str, float] = {"resolve": round(time.perf_counter() - started, 3)}
+        base: dict[str, Any] = {
+            "spec": spec, "namespace": self.kube.namespace, "run_id": run_id, "rows": rows,
+            "rows_source": source, "started_at": started,
+            "timings": {"resolve": round(time.time() - started, 3)},
+        }  # fmt: skip
         try:
             existing: Obj | None = self.kube.get(INFERENCE_SERVICES, spec.name)
         except NotFound:
             existing = None
         meta = isvc.lineage_annotations(spec, self.settings.deployment_mode, run_id, dataset_hash)
         if existing is None:
-            return self._first(spec, predictor, meta, rows, source, timings, started)
+            return self._create(spec, predictor, meta, base)
+        notes = (existing.get("metadata") or {}).get("annotations") or {}
         if without_canary((existing.get("spec") or {}).get("predictor")) == predictor:
             current = Rollout(existing)
             if current.ready_on(None) and len(current.traffic()) == 1:
                 self._say(f"{spec.name} already serves {spec.model.uri}: nothing to change")
-                return self._result(spec, current, run_id, promoted=False, timings=timings)
+                return RolloutHandle(
+                    action="unchanged", generation=isvc.generation(existing), **base
+                )
             if current.ready_on(None):  # this version is a canary already: carry on from there
-                return self._advance(spec, current, rows, source, timings, started, run_id)
-        return self._update(spec, existing, predictor, meta, rows, source, timings, started, run_id)
+                previous = json.loads(notes[PREVIOUS]) if PREVIOUS in notes else None
+                return RolloutHandle(
+                    action="resume", previous=previous, previous_version=notes.get(PREVIOUS_VERSION),
+                    generation=isvc.generation(existing), **base,
+                )  # fmt: skip
+        return self._update(spec, existing, predictor, meta, base)
+
+    def wait(self, handle: RolloutHandle, timeout: float | None = None) -> RolloutStatus:
+        """Wait for the new revision to be ready (or failed, D1-D3), or for a canary step.
+
+        Only reads: it can run anywhere that reaches the API server, be cut off and be
+        repeated. ``timeout`` defaults to the spec's ``ready_timeout``.
+        """
+        self._check(handle)
+        return self._watcher().rollout(
+            handle, handle.spec.ready_timeout if timeout is None else timeout
+        )
+
+    def complete(self, handle: RolloutHandle, status: RolloutStatus) -> Deployment | RolloutHandle:
+        """Finish what ``wait`` saw: smoke-test the new revision, then take the next canary step
+        (returned as the handle to wait on next) or promote; restore the previous spec if any
+        of it failed. ``status`` is used as it is: the object is not read again (O7).
+
+        Raises:
+            DeploymentFailed: the rollout failed and was undone (``rolled_back`` says whether
+                the previous version serves again; a failed first deploy is removed).
+        """
+        self._check(handle)
+        try:
+            checked = handle.smoke_test
+            if status.state == "ready" and handle.step is None and handle.action != "unchanged":
+                status, checked = self._smoke(handle, status)
+            if status.state != "ready":
+                raise self._undone(handle, status)
+            return self._advance(handle, status.rollout, checked)
+        except DeploymentFailed:
+            raise
+        except BaseException:  # an API error, a kill: nothing stays half rolled out
+            self._abort_quietly(handle)
+            raise
+
+    def abort(self, handle: RolloutHandle, timeout: float | None = None) -> bool:
+        """Undo the rollout of ``handle``: restore the previous predictor spec, or delete a first
+        deploy. Safe to call twice. True when the previous version serves again."""
+        self._check(handle)
+        if handle.action == "create":
+            self.kube.delete(INFERENCE_SERVICES, handle.name, propagation="Foreground")
+            return False
+        if handle.action == "unchanged":
+            return False
+        try:
+            live = self.kube.get(INFERENCE_SERVICES, handle.name)
+        except NotFound:
+            return False
+        notes = (live.get("metadata") or {}).get("annotations") or {}
+        if PREVIOUS not in notes and notes.get(MODEL_VERSION) == handle.previous_version:
+            return Rollout(live).condition("Ready") == "True"  # restored already
+        if PREVIOUS not in notes or notes.get(MODEL_VERSION) != handle.spec.model.version:
+            return False  # not this rollout's to undo any more
+        previous = handle.previous or json.loads(notes[PREVIOUS])
+        wait = handle.spec.ready_timeout if timeout is None else timeout
+        return self._watcher().restore(live, wait, previous) is not None
+
+    # -- rollback, undeploy, list ---------------------------------------------------------------
 
     def rollback(self, name: str) -> Deployment:
         """Back to the predictor spec the last rollout replaced (a new revision of it)."""
@@ -131,14 +234,14 @@ class KServeBackend:
         notes = (existing.get("metadata") or {}).get("annotations") or {}
         if PREVIOUS not in notes:
             raise ConfigError(f"{name!r} has no earlier rollout to go back to", field="name")
-        restored = self._restore(existing, self.settings.ready_timeout)
+        restored = self._watcher().restore(existing, self.settings.ready_timeout)
         version = notes.get(PREVIOUS_VERSION, "?")
         self._say(f"{name} rolled back to version {version}")
         return self._deployment(name, notes.get(MODEL_NAME, name), version, restored, promoted=True)
 
     def undeploy(self, name: str) -> None:
         if self.kube.delete(INFERENCE_SERVICES, name, propagation="Foreground"):
-            self._wait(name, lambda r: None, 120.0, f"deleting {name}", gone_ok=True)
+            self._watcher().until(name, lambda r: None, 120.0, f"deleting {name}", gone_ok=True)
             self._say(f"deleted InferenceService {name}")
 
     def list(self) -> list[Deployment]:
@@ -150,12 +253,11 @@ class KServeBackend:
         model, version = notes.get(MODEL_NAME, ""), notes.get(MODEL_VERSION, "")
         return self._deployment(obj["metadata"]["name"], model, version, Rollout(obj), True)
 
-    # -- the rollout ---------------------------------------------------------------------------
+    # -- applying and undoing -------------------------------------------------------------------
 
-    def _first(
-        self, spec: DeploymentSpec, predictor: Obj, meta: dict[str, str], rows: Any, source: str,
-        timings: dict[str, float], started: float,
-    ) -> Deployment:  # fmt: skip
+    def _create(
+        self, spec: DeploymentSpec, predictor: Obj, meta: dict[str, str], base: dict[str, Any]
+    ) -> RolloutHandle:
         if isinstance(spec.strategy, Canary):
             self._say(
                 f"first deploy of {spec.name}: 100 % to its only revision (a canary needs a "
@@ -167,27 +269,13 @@ class KServeBackend:
             "metadata": {"name": spec.name, "labels": {MANAGED_BY: "mlrelay"}, "annotations": meta},
             "spec": {"predictor": predictor},
         }
-        self.kube.create(INFERENCE_SERVICES, body)
-        try:
-            ready = self._until_ready(spec, None)
-            timings["ready"] = round(time.perf_counter() - started, 3)
-            checked = self._smoke(spec, ready, rows, source)
-        except BaseException as exc:
-            # Nothing to roll back to: remove what did not work rather than leave it half-up.
-            self.kube.delete(INFERENCE_SERVICES, spec.name, propagation="Foreground")
-            if not isinstance(exc, DeploymentFailed):
-                raise
-            raise DeploymentFailed(
-                f"{exc}; the new InferenceService was removed",
-                name=spec.name, reason=exc.reason, rolled_back=False, failure_info=exc.failure_info,
-            ) from None  # fmt: skip
-        timings["total"] = round(time.perf_counter() - started, 3)
-        return self._result(spec, ready, meta.get(RUN_ID), True, timings, checked)
+        created = self.kube.create(INFERENCE_SERVICES, body)
+        return RolloutHandle(action="create", generation=isvc.generation(created), **base)
 
     def _update(
-        self, spec: DeploymentSpec, existing: Obj, predictor: Obj, meta: dict[str, str], rows: Any,
-        source: str, timings: dict[str, float], started: float, run_id: str | None,
-    ) -> Deployment:  # fmt: skip
+        self, spec: DeploymentSpec, existing: Obj, predictor: Obj, meta: dict[str, str],
+        base: dict[str, Any],
+    ) -> RolloutHandle:  # fmt: skip
         before = Rollout(existing)
         old = without_canary((existing.get("spec") or {}).get("predictor"))
         notes = (existing.get("metadata") or {}).get("annotations") or {}
@@ -196,7 +284,7 @@ class KServeBackend:
         canary = spec.strategy if isinstance(spec.strategy, Canary) else None
         patch_predictor = {**{k: None for k in old if k not in predictor}, **predictor}
         patch_predictor["canaryTrafficPercent"] = canary.percent if canary else None
-        self.kube.patch(
+        patched = self.kube.patch(
             INFERENCE_SERVICES,
             spec.name,
             {"metadata": {"annotations": meta}, "spec": {"predictor": patch_predictor}},
@@ -205,169 +293,80 @@ class KServeBackend:
             f"{spec.name}: rolling out {spec.model.uri}"
             + (f" as a {canary.percent} % canary" if canary else " (replace)")
         )
-        try:
-            ready = self._until_ready(spec, before.created)
-            timings["ready"] = round(time.perf_counter() - started, 3)
-            checked = self._smoke(spec, ready, rows, source)
-        except DeploymentFailed as exc:
-            restored = self._restore(
-                self.kube.get(INFERENCE_SERVICES, spec.name), spec.ready_timeout
-            )
-            raise DeploymentFailed(
-                f"{exc}; version {notes.get(MODEL_VERSION, '?')} serves again",
-                name=spec.name, reason=exc.reason, rolled_back=restored is not None,
-                failure_info=exc.failure_info,
-            ) from None  # fmt: skip
-        return self._advance(spec, ready, None, source, timings, started, run_id, checked)
+        return RolloutHandle(
+            action="update", previous=old, previous_revision=before.created,
+            previous_version=notes.get(MODEL_VERSION), generation=isvc.generation(patched), **base,
+        )  # fmt: skip
 
     def _advance(
-        self, spec: DeploymentSpec, ready: Rollout, rows: Any, source: str,
-        timings: dict[str, float], started: float, run_id: str | None, checked: Obj | None = None,
-    ) -> Deployment:  # fmt: skip
-        """Canary steps, then promotion (unless the canary is to stay)."""
+        self, handle: RolloutHandle, ready: Rollout, checked: Obj | None
+    ) -> Deployment | RolloutHandle:
+        """The next canary step (patched, to be waited on) or the result."""
+        spec, timings = handle.spec, dict(handle.timings)
+        if handle.step is None and handle.action in ("create", "update"):
+            timings["ready"] = round(time.time() - handle.started_at, 3)
+        if handle.step is not None:
+            done = " (promoted)" if handle.step >= 100 else ""
+            self._say(f"{spec.name}: {handle.step} % of traffic on {handle.revision}{done}")
+        step = handle.next_step()
+        if step is not None:
+            value = None if step >= 100 else step  # promotion removes the field
+            patch = {"spec": {"predictor": {"canaryTrafficPercent": value}}}
+            self.kube.patch(INFERENCE_SERVICES, spec.name, patch)
+            revision = handle.revision or ready.created
+            update = {"step": step, "revision": revision, "smoke_test": checked, "timings": timings}
+            return handle.model_copy(update=update)
         canary = spec.strategy if isinstance(spec.strategy, Canary) else None
-        if rows is not None:  # a canary left running by an earlier call: test it again first
-            checked = self._smoke(spec, ready, rows, source)
-        promoted = canary is None or canary.promote
-        if canary is not None:
-            steps = [s for s in (canary.steps or []) if canary.percent < s < 100]
-            for step in [*steps, 100] if canary.promote else []:
-                ready = self._set_traffic(spec, ready, step)
-        timings["total"] = round(time.perf_counter() - started, 3)
-        return self._result(spec, ready, run_id, promoted, timings, checked)
-
-    def _set_traffic(self, spec: DeploymentSpec, current: Rollout, percent: int) -> Rollout:
-        """Move the canary to ``percent`` (100 promotes: the field is removed) and wait for it."""
-        revision = current.created
-        value = None if percent >= 100 else percent
-        patch = {"spec": {"predictor": {"canaryTrafficPercent": value}}}
-        self.kube.patch(INFERENCE_SERVICES, spec.name, patch)
-
-        def applied(r: Rollout) -> Decision | None:
-            return (
-                ("split", r) if r.current and r.traffic().get(revision or "") == percent else None
-            )
-
-        done = self._settled(
-            self._wait(spec.name, applied, spec.ready_timeout, f"{spec.name} to {percent} %"),
-            spec.name,
+        promoted = handle.action == "create" or (
+            handle.action != "unchanged" and (canary is None or canary.promote)
         )
-        self._say(
-            f"{spec.name}: {percent} % of traffic on {revision}"
-            + (" (promoted)" if value is None else "")
-        )
-        return done
+        timings["total"] = round(time.time() - handle.started_at, 3)
+        return self._result(spec, ready, handle.run_id, promoted, timings, checked)
 
-    def _restore(self, existing: Obj, timeout: float) -> Rollout | None:
-        """Put the previous predictor spec back; the Rollout once it serves, None if it did not."""
-        name = existing["metadata"]["name"]
-        notes = existing["metadata"].get("annotations") or {}
-        old = json.loads(notes[PREVIOUS])
-        now = without_canary((existing.get("spec") or {}).get("predictor"))
-        patch_predictor = {
-            **{k: None for k in now if k not in old},
-            **old,
-            "canaryTrafficPercent": None,
-        }
-        annotations = {
-            MODEL_VERSION: notes.get(PREVIOUS_VERSION),
-            PREVIOUS: None,
-            PREVIOUS_VERSION: None,
-        }
-        self.kube.patch(
-            INFERENCE_SERVICES, name,
-            {"metadata": {"annotations": annotations}, "spec": {"predictor": patch_predictor}},
-        )  # fmt: skip
-        failed_revision = Rollout(existing).created
+    def _undone(self, handle: RolloutHandle, status: RolloutStatus) -> DeploymentFailed:
+        """Undo a failed rollout (unless the waiter did already) and say what serves now."""
+        if handle.action == "unchanged":
+            return status.error(handle, rolled_back=False, outcome="")
+        restored = self.abort(handle) if status.restored is None else status.restored
+        if handle.action == "create":
+            return status.error(handle, False, "the new InferenceService was removed")
+        return status.error(
+            handle, restored, f"version {handle.previous_version or '?'} serves again"
+        )
+
+    def _abort_quietly(self, handle: RolloutHandle) -> None:
         try:
-            decision = self._wait(
-                name,
-                lambda r: ("ready", r) if r.ready_on(failed_revision) else None,
-                timeout,
-                f"restoring {name}",
+            self.abort(handle)
+        except Exception:  # the original error is the one to raise
+            log.exception("could not undo the rollout of %s", handle.name)
+
+    def _watcher(self) -> Watcher:
+        return Watcher(self.kube, self.relist_interval, self._clock)
+
+    def _check(self, handle: RolloutHandle) -> None:
+        if handle.namespace != self.kube.namespace:
+            raise ConfigError(
+                f"the rollout of {handle.name!r} is in namespace {handle.namespace!r}, this "
+                f"backend works in {self.kube.namespace!r}",
+                field="namespace",
             )
-            return self._settled(decision, name)
-        except DeploymentFailed as exc:
-            log.error("could not restore the previous spec of %s: %s", name, exc)
-            return None
 
-    def _until_ready(self, spec: DeploymentSpec, previous: str | None) -> Rollout:
-        """Wait until a revision newer than ``previous`` is ready; DeploymentFailed if it failed."""
-
-        def decide(r: Rollout) -> Decision | None:
-            if r.ready_on(previous):
-                return ("ready", r)
-            if r.created not in (None, previous) and r.failure is not None:
-                return ("failed", r)
-            return None
-
-        outcome, r = self._wait(
-            spec.name, decide, spec.ready_timeout, f"{spec.name} to be ready"
-        ) or (
-            "failed",
-            Rollout({}),
-        )
-        if outcome == "failed":
-            failure = r.failure or {
-                "reason": "DeletedExternally",
-                "message": "the InferenceService is gone",
-            }
-            raise DeploymentFailed(
-                f"revision {r.created} failed: {str(failure.get('message', ''))[-500:]}",
-                name=spec.name, reason=str(failure.get("reason") or "FailedToLoad"),
-                rolled_back=False, failure_info={**failure, "status": r.summary()},
-            )  # fmt: skip
-        return r
-
-    def _settled(self, decision: Decision | None, name: str) -> Rollout:
-        if decision is None or decision[0] == "failed":
-            raise DeploymentFailed(
-                "the InferenceService is gone", name=name, reason="DeletedExternally",
-                rolled_back=False, failure_info={},
-            )  # fmt: skip
-        return decision[1]
-
-    def _wait(
-        self, name: str, decide: Callable[[Rollout], Decision | None], timeout: float, what: str,
-        *, gone_ok: bool = False,
-    ) -> Decision | None:  # fmt: skip
-        """The first decision ``decide`` takes on the InferenceService's status; None when it is
-        gone and ``gone_ok``; ("failed", empty) when it is gone otherwise (D3 on the deadline)."""
-        last: list[Rollout] = []
-        with Watch() as watch:
-            informer = watch.add(
-                self.kube, INFERENCE_SERVICES, self.kube.namespace,
-                field_selector=f"metadata.name={name}", relist_interval=self.relist_interval,
-            )  # fmt: skip
-
-            def step() -> Decision | str | None:
-                obj = informer.snapshot().get(name)
-                if obj is None:
-                    return "gone" if gone_ok else ("failed", Rollout({}))
-                last[:] = [Rollout(obj)]
-                return decide(last[0])
-
-            try:
-                result = watch.until(step, timeout=timeout, what=what, clock=self._clock)
-            except OperationTimeout:
-                status = last[0].summary() if last else {}
-                raise DeploymentFailed(
-                    f"{what}: not done after {timeout:g}s",
-                    name=name, reason="Timeout", rolled_back=False, failure_info={"status": status},
-                ) from None  # fmt: skip
-        return result if isinstance(result, tuple) else None
-
-    def _smoke(self, spec: DeploymentSpec, ready: Rollout, rows: Any, source: str) -> Obj | None:
-        if rows is None:
-            return None
+    def _smoke(
+        self, handle: RolloutHandle, status: RolloutStatus
+    ) -> tuple[RolloutStatus, Obj | None]:
+        """V2 requests to the new revision (by its tag); a failed status if they fail (D4)."""
+        if handle.rows is None:
+            return status, None
+        ready = status.rollout
         url = ready.tag_url("latest") or ready.url
         try:
-            return smoke.run(str(url), spec.name, rows, source=source)
+            return status, smoke.run(str(url), handle.name, handle.rows, source=handle.rows_source)
         except smoke.SmokeTestFailed as exc:
-            raise DeploymentFailed(
-                f"smoke test of revision {ready.created} failed: {exc}",
-                name=spec.name, reason="SmokeTestFailed", rolled_back=False, failure_info=exc.info,
-            ) from None  # fmt: skip
+            failed = RolloutStatus(
+                state="failed", reason="SmokeTestFailed", failure_info=exc.info, isvc=status.isvc,
+                message=f"smoke test of revision {ready.created} failed: {exc}",
+            )  # fmt: skip
+            return failed, None
 
     # -- helpers -------------------------------------------------------------------------------
 

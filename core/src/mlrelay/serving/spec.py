@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from mlrelay._model import DNS1123Name, Frozen
+from mlrelay._model import DNS1035Name, FieldError, Frozen
 from mlrelay.registry.spec import ModelVersionRef
 
 
@@ -35,6 +35,14 @@ class Canary(Frozen):
             data["percent"] = percent
         super().__init__(**data)
 
+    @model_validator(mode="after")
+    def _steps_only_raise_traffic(self) -> Canary:
+        # Steps are applied in order: [50, 20] would move traffic back to the old version.
+        steps = self.steps or []
+        if steps != sorted(set(steps)) or any(s <= self.percent for s in steps):
+            raise FieldError("steps", f"must rise above percent={self.percent}, each once")
+        return self
+
 
 Strategy = Annotated[Replace | Canary, Field(discriminator="kind")]
 
@@ -49,12 +57,12 @@ class DeploymentSpec(Frozen):
         ready_timeout: seconds to wait for the new version to report ready.
     """
 
-    name: DNS1123Name
+    name: DNS1035Name
     model: ModelVersionRef
     strategy: Strategy = Field(default_factory=Replace)
     sample_rows: list[dict[str, Any]] | None = None
     smoke_test: bool = True
-    ready_timeout: float = Field(default=300.0, gt=0)
+    ready_timeout: float = Field(default=300.0, gt=0, allow_inf_nan=False)
     port: int | None = Field(default=None, ge=1024, le=65535)
 
 

@@ -16,9 +16,29 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
-from mlrelay._model import MAX_NAME, DNS1123Name, Frozen
+from mlrelay._model import (
+    MAX_NAME,
+    Annotations,
+    DNS1123Name,
+    DNS1123Subdomain,
+    FieldError,
+    Frozen,
+    Labels,
+    ProcessText,
+    check_label_key,
+)
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_SCALE = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_SCALE.update({f"{k}i": 2.0 ** (10 * n) for n, k in enumerate("KMGTPE", 1)})
+
+
+def _amount(quantity: str) -> float:
+    """A quantity's value, to compare a limit with its request (``500m`` < ``1`` < ``1Ki``)."""
+    number = quantity.rstrip("kKMGTPEmi")
+    return float(number) * _SCALE.get(quantity[len(number) :], 1.0)
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
@@ -62,6 +82,15 @@ class Resources(Frozen):
     cpu_limit: Quantity | None = None
     memory_limit: Quantity | None = None
 
+    @model_validator(mode="after")
+    def _limits_cover_requests(self) -> Resources:
+        # The API server refuses a limit below its request (422); say so before a job is made.
+        for request, limit in (("cpu", "cpu_limit"), ("memory", "memory_limit")):
+            low, high = getattr(self, request), getattr(self, limit)
+            if low is not None and high is not None and _amount(high) < _amount(low):
+                raise FieldError(limit, f"{high} is below the {request} request {low}")
+        return self
+
 
 class SecretKeyRef(Frozen):
     """A key of a Kubernetes Secret (or, locally, ``<secrets_dir>/<name>/<key>``)."""
@@ -77,7 +106,7 @@ class EnvVar(Frozen):
     """
 
     name: EnvName
-    value: str | None = None
+    value: ProcessText | None = None
     secret_value: SecretStr | None = None
     secret_key_ref: SecretKeyRef | None = None
 
@@ -86,15 +115,31 @@ class EnvVar(Frozen):
         given = [x for x in (self.value, self.secret_value, self.secret_key_ref) if x is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of value, secret_value, secret_key_ref")
+        if self.secret_value is not None and "\x00" in self.secret_value.get_secret_value():
+            raise FieldError("secret_value", "contains a NUL character (value not shown)")
         return self
 
 
 class Toleration(Frozen):
+    """A pod toleration, with the API server's rules checked here (they are 422s otherwise)."""
+
     key: str | None = None
     operator: Literal["Exists", "Equal"] = "Equal"
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     toleration_seconds: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _as_the_api_server_checks(self) -> Toleration:
+        if self.key:
+            check_label_key(self.key)
+        elif self.operator != "Exists":
+            raise FieldError("operator", "a toleration without a key must use operator Exists")
+        if self.operator == "Exists" and self.value:
+            raise FieldError("value", "must be empty with operator Exists")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise FieldError("toleration_seconds", "applies to effect NoExecute only")
+        return self
 
 
 class Volume(Frozen):
@@ -103,9 +148,9 @@ class Volume(Frozen):
     name: DNS1123Name
     mount_path: str = Field(pattern=r"^/")
     read_only: bool = False
-    pvc: str | None = None
-    secret: str | None = None
-    config_map: str | None = None
+    pvc: DNS1123Subdomain | None = None
+    secret: DNS1123Subdomain | None = None
+    config_map: DNS1123Subdomain | None = None
     empty_dir: bool = False
 
     @model_validator(mode="after")
@@ -136,18 +181,18 @@ class TrainingJob(Frozen):
     """
 
     name: DNS1123Name
-    command: list[str] = Field(min_length=1)
-    args: list[str] = Field(default_factory=list)
+    command: list[ProcessText] = Field(min_length=1)
+    args: list[ProcessText] = Field(default_factory=list)
     image: str | None = None
     env: list[EnvVar] = Field(default_factory=list)
-    working_dir: str | None = None
+    working_dir: ProcessText | None = None
     resources: Resources = Field(default_factory=Resources)
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: Labels = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     service_account: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    timeout: float | None = Field(default=None, gt=0)
+    labels: Labels = Field(default_factory=dict)
+    annotations: Annotations = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     backoff_limit: int = Field(default=0, ge=0)
     workers: int = Field(default=1, ge=1, le=1000)
     volumes: list[Volume] = Field(default_factory=list)
@@ -168,7 +213,15 @@ class TrainingJob(Frozen):
         names = [e.name for e in self.env]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"environment variables defined twice: {', '.join(dupes)}")
+            raise FieldError("env", f"environment variables defined twice: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_volumes(self) -> TrainingJob:
+        for what in ("name", "mount_path"):
+            seen = [getattr(v, what) for v in self.volumes]
+            if len(set(seen)) != len(seen):
+                raise FieldError("volumes", f"two volumes have the same {what}")
         return self
 
     @model_validator(mode="after")
@@ -176,9 +229,10 @@ class TrainingJob(Frozen):
         # The job logs into the run mlrelay created for it; these point it there (RunContext).
         reserved = sorted({e.name for e in self.env} & RUN_ENV)
         if reserved:
-            raise ValueError(
+            raise FieldError(
+                "env",
                 f"{', '.join(reserved)}: set by mlrelay from the MLflow settings and the run it "
-                "creates, not by the job (MLflowSettings.training_tracking_uri sets a job-side URI)"
+                "creates, not by the job (MLflowSettings.training_tracking_uri sets a job-side URI)",
             )
         return self
 
@@ -187,8 +241,8 @@ class TrainingJob(Frozen):
         # mlrelay.* tags are the lineage written from this spec; a user tag must not forge them.
         reserved = sorted(k for k in self.tags if k.startswith("mlrelay."))
         if reserved:
-            raise ValueError(
-                f"tag keys starting with 'mlrelay.' are reserved: {', '.join(reserved)}"
+            raise FieldError(
+                "tags", f"tag keys starting with 'mlrelay.' are reserved: {', '.join(reserved)}"
             )
         return self
 

@@ -164,9 +164,10 @@ def _check_document(document: object, label: str) -> tuple[str, list[dict[str, A
             f"got {type(document).__name__}",
             field="suite",
         )
+    listed = document.get("expectations")
     legacy = "expectation_suite_name" in document or any(
         isinstance(item, dict) and "expectation_type" in item and "type" not in item
-        for item in document.get("expectations") or []
+        for item in (listed if isinstance(listed, list) else [])
     )
     if legacy:
         raise ConfigError(
