@@ -16,6 +16,7 @@ Three things the generated client does not do by default, done here for every ca
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -102,6 +103,15 @@ class Kube:
     @property
     def host(self) -> str:
         return str(self._api.configuration.host)
+
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        """Who talks to which server: connections with the same identity may share a watch
+        (never across credentials: one user's permissions must not serve another's waiter)."""
+        s = self.settings
+        token = s.token.get_secret_value() if s.token is not None else None
+        digest = hashlib.sha256(token.encode()).hexdigest() if token is not None else None
+        return (self.host, s.kubeconfig, s.context, s.in_cluster, digest, s.ca_file, s.verify_ssl)
 
     def reload(self) -> None:
         """Read the credentials again (a rotated token, FAULTS K6) and use them from now on."""

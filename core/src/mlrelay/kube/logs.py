@@ -1,9 +1,11 @@
 """Follow the logs of every container of a set of pods, as pods appear, without loss or repeats.
 
 A training job's pods come and go: workers start together, a failed pod is replaced, an evicted
-one is retried. ``follow_pods`` watches the pods (the shared watch loop) and streams each
-container once it has started, prefixing lines with the pod name, until the caller says the job
-is over and every stream has ended. Two faults are handled (FAULTS T11, T12):
+one is retried. ``follow_pods`` reads the pods from the caller's (shared) informers and streams
+each container once it has started, prefixing lines with the pod name, until the caller says the
+job is over and every stream has ended. Nothing polls: the loop sleeps until a line, the end of a
+stream or a change of the job's objects wakes it (a tick only while an ended container's stream
+may still linger). Two faults are handled (FAULTS T11, T12):
 
 - a stream cut while its container still runs (API server restart, log rotation) is reopened
   with ``sinceTime`` = the last line's timestamp. ``sinceTime`` has second precision and is
@@ -24,7 +26,10 @@ from typing import Any
 
 from mlrelay.errors import ConfigError
 from mlrelay.kube.client import PODS, Kube, Obj
+from mlrelay.kube.shared import NotYet
 from mlrelay.kube.watch import Watch
+
+IDLE = 5.0  # seconds between looks when nothing happens (a time-based verdict, a missed wake-up)
 
 log = logging.getLogger("mlrelay.kube")
 
@@ -49,7 +54,7 @@ class _Follower(threading.Thread):
         pod: str,
         container: str,
         prefix: str,
-        out: queue.Queue[Any],
+        out: queue.SimpleQueue[Any],
     ) -> None:
         super().__init__(name=f"logs-{pod}-{container}", daemon=True)
         self.kube, self.namespace, self.pod, self.container = kube, namespace, pod, container
@@ -142,60 +147,58 @@ class _Follower(threading.Thread):
 def follow_pods(
     kube: Kube,
     namespace: str,
-    selector: str,
     *,
+    watch: Watch,
+    pods: Callable[[], list[Obj]],
     finished: Callable[[list[Obj]], bool],
     linger: float = 3.0,
-    relist_interval: float = 30.0,
     tick: float = 0.1,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[str]:
-    """Lines of every container of the pods matching ``selector``, prefixed ``[pod] ``.
+    """Lines of every container of ``pods()``, prefixed ``[pod] ``.
 
-    Ends once ``finished(pods)`` is true and every stream has ended (a stream still open ``linger``
-    seconds after its container terminated is closed).
+    ``watch`` holds the informers ``pods`` and ``finished`` read (their changes wake this loop;
+    the streams' lines travel through its queue too). Ends once ``finished(pods)`` is true and
+    every stream has ended (a stream still open ``linger`` seconds after its container
+    terminated is closed).
     """
-    out: queue.Queue[Any] = queue.Queue()
+    out = watch.changed
     followers: dict[tuple[str, str], _Follower] = {}
-    with Watch() as watch:
-        pods = watch.add(
-            kube, PODS, namespace, label_selector=selector, relist_interval=relist_interval
-        )
-        try:
-            while True:
-                now = clock()
-                current = pods.snapshot()
-                for pod in current.values():
-                    _start_or_mark(kube, namespace, pod, followers, out, now, linger)
-                for (pod_name, _), follower in followers.items():
-                    if pod_name not in current and pods.synced.is_set():
-                        follower.close()  # the pod is gone (the job was deleted): so is its log
-                with contextlib.suppress(queue.Empty):
-                    while True:
-                        follower, item = out.get(timeout=tick)
-                        if item is _END:
+    try:
+        while True:
+            ready = watch.synced()  # raises what an informer was answered (403)
+            now = clock()
+            current = {p["metadata"]["name"]: p for p in pods()} if ready else {}
+            for pod in current.values():
+                _start_or_mark(kube, namespace, pod, followers, out, now, linger)
+            for (pod_name, _), follower in followers.items():
+                if ready and pod_name not in current:
+                    follower.close()  # the pod is gone (the job was deleted): so is its log
+            lingering = any(
+                f.terminated_at is not None and f.is_alive() for f in followers.values()
+            )
+            with contextlib.suppress(queue.Empty):
+                item = out.get(timeout=tick if lingering else IDLE)
+                while True:  # everything that arrived meanwhile, then decide once
+                    if item is not None:
+                        follower, line = item
+                        if line is _END:
                             follower.join(timeout=1)
                             if follower.error is not None:
                                 raise follower.error
                         else:
-                            yield item
-                        if out.empty():
-                            break
-                if pods.error is not None:
-                    raise pods.error
-                alive = [f for f in followers.values() if f.is_alive()]
-                # The last look at the pods: one created just before the end (a retry) has lines too.
-                if (
-                    not alive
-                    and out.empty()
-                    and pods.synced.is_set()
-                    and finished(list(pods.snapshot().values()))
-                    and all(_seen(p, followers) for p in pods.snapshot().values())
-                ):
-                    return
-        finally:
-            for follower in followers.values():
-                follower.close()
+                            yield line
+                    item = out.get_nowait()
+            alive = [f for f in followers.values() if f.is_alive()]
+            # The last look at the pods: one created just before the end (a retry) has lines too.
+            if not alive and out.empty() and watch.synced():
+                last = pods()
+                with contextlib.suppress(NotYet):  # the job joined just now: not known yet
+                    if finished(last) and all(_seen(p, followers) for p in last):
+                        return
+    finally:
+        for follower in followers.values():
+            follower.close()
 
 
 def _start_or_mark(
@@ -203,7 +206,7 @@ def _start_or_mark(
     namespace: str,
     pod: Mapping[str, Any],
     followers: dict[tuple[str, str], _Follower],
-    out: queue.Queue[Any],
+    out: queue.SimpleQueue[Any],
     now: float,
     linger: float,
 ) -> None:

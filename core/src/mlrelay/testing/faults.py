@@ -202,7 +202,8 @@ class Faults:
         return False
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
-        """Wrap the API app; it must be the outermost layer to be able to drop connections."""
+        """Wrap the API app; only layers that pass ``send`` on unchanged may wrap it (it drops
+        connections through ``send``)."""
 
         async def wrapped(scope: Scope, receive: Any, send: Any) -> None:
             if scope["type"] != "http":

@@ -24,6 +24,7 @@ import yaml
 from mlrelay.testing.app import Api, build_app
 from mlrelay.testing.auth import Authenticator, Rule
 from mlrelay.testing.cluster import Cluster
+from mlrelay.testing.counters import RequestCounter
 from mlrelay.testing.faults import Faults
 from mlrelay.testing.kinds import INFERENCE_SERVICES, PYTORCH_JOBS, TRAIN_JOBS, ResourceKind
 from mlrelay.testing.store import Store
@@ -117,7 +118,9 @@ class KubeEmulator:
         self.api = Api(self.store, self.auth, bookmark_interval=bookmark_interval)
         if self.cluster is not None:
             self.api.log_source = self.cluster.logs  # behind the API's authentication and RBAC
-        self._app = self.faults.middleware(build_app(self.api))
+        #: Requests served and watch connections open, by verb and resource (for measurements).
+        self.counter = RequestCounter()
+        self._app = self.counter.middleware(self.faults.middleware(build_app(self.api)))
         self._port = port
         self._tls = tls
         self._tmp: tempfile.TemporaryDirectory[str] | None = None

@@ -6,6 +6,10 @@ carries secret values (S2), waiting through the shared watch loop (K9-K12), foll
 pod's logs (T11, T12), failed pods' last log lines (T1, T3, T8), and cancellation with
 Foreground propagation and a grace period (O1).
 
+Waiting costs the API server next to nothing per job: every waiter of the process shares one
+informer per namespace for the owner kind and one for pods (:mod:`mlrelay.kube.shared`) and
+picks its own job and pods out of them; only the log streams are per job.
+
 A subclass says what to create (``manifest``), how to find its pods (``pod_selector``) and how
 to read its state (``decide``).
 """
@@ -29,7 +33,8 @@ from mlrelay.kube.client import (
     Obj,
     owner_reference,
 )
-from mlrelay.kube.watch import Informer, Watch
+from mlrelay.kube.shared import Followed
+from mlrelay.kube.watch import Watch
 from mlrelay.settings import KubernetesSettings, redact_uri
 from mlrelay.training import manifests
 from mlrelay.training.podstate import Limits, condition
@@ -45,6 +50,7 @@ from mlrelay.training.spec import (
 log = logging.getLogger("mlrelay.training")
 
 TERMINAL_CONDITIONS = ("Complete", "Failed", "SuccessCriteriaMet", "FailureTarget", "Succeeded")
+OURS = f"{manifests.MANAGED_BY}=mlrelay"  # on every object we create, pods included
 
 
 class ClusterBackend:
@@ -53,8 +59,9 @@ class ClusterBackend:
     Args:
         settings: the API server and namespace.
         limits: scheduling timeout and config-error grace (from the objects' timestamps).
-        relist_interval: seconds between re-lists while waiting: the bound on how long a dropped
-            event can hide the end of a job (K11).
+        relist_interval: seconds between re-lists of the shared informers, the bound on how long a
+            dropped event can hide a job's end (K11): only a backstop, as watches resume from
+            the last resourceVersion (bookmarks included); its cost is per namespace, not job.
         grace_period: seconds a cancelled trainer gets between SIGTERM and SIGKILL.
         log_linger: seconds a log stream may stay open after its container ended (T12).
         log: called with each message of the backend (not the trainer's output).
@@ -64,13 +71,15 @@ class ClusterBackend:
 
     name = "cluster"
     kind: Kind
+    #: Selects the pods of every job of this kind that we created, in a namespace.
+    pods_selector = OURS
 
     def __init__(
         self,
         settings: KubernetesSettings | None = None,
         *,
         limits: Limits | None = None,
-        relist_interval: float = 30.0,
+        relist_interval: float = 300.0,
         grace_period: int = 30,
         log_linger: float = 3.0,
         log: Callable[[str], None] | None = None,
@@ -159,20 +168,11 @@ class ClusterBackend:
         """Watch the object and its pods until the state is terminal (or a pod fails it)."""
         ns = handle.namespace or self.kube.namespace
         with Watch() as watch:
-            owner = self._watch_owner(watch, handle.job_name, ns)
-            pods = watch.add(
-                self.kube,
-                PODS,
-                ns,
-                label_selector=self.pod_selector(handle.job_name),
-                relist_interval=self.relist_interval,
-            )
+            owner, pods = self._join(watch, handle.job_name, ns)
             last: list[JobState] = []
 
             def decide() -> JobStatus | None:
-                status = self.decide(
-                    owner.snapshot().get(handle.job_name), list(pods.snapshot().values())
-                )
+                status = self.decide(owner.get(), pods())
                 if not last or last[-1] is not status.state:
                     last.append(status.state)
                     self._say(f"{handle.job_name}: {status.state.value}" + _detail(status))
@@ -185,7 +185,7 @@ class ClusterBackend:
                 # The owner's verdict can arrive before the last pod's update does (two watches):
                 # read the pods once more so that every attempt is reported (T8).
                 items = self.kube.list(PODS, ns, selector=self.pod_selector(handle.job_name))
-                final = self.decide(owner.snapshot().get(handle.job_name), items.get("items") or [])
+                final = self.decide(owner.get(), items.get("items") or [])
                 status = final if final.state.terminal else status
         return self._with_pod_logs(status, ns)
 
@@ -202,26 +202,16 @@ class ClusterBackend:
                     yield from (f"[{pod['metadata']['name']}] {line}" for line in lines)
             return
 
-        # The owner's state comes from a watch too: polling it while a job runs for hours
-        # would cost two requests every few seconds.
+        # The owner's state comes from the shared informers too: polling it while a job runs
+        # for hours would cost two requests every few seconds.
         with Watch() as watch:
-            owner = self._watch_owner(watch, handle.job_name, ns)
+            owner, pods = self._join(watch, handle.job_name, ns)
 
-            def finished(pods: list[Obj]) -> bool:
-                if owner.error is not None:
-                    raise owner.error
-                return (
-                    owner.synced.is_set()
-                    and self.decide(owner.snapshot().get(handle.job_name), pods).state.terminal
-                )
+            def finished(current: list[Obj]) -> bool:
+                return self.decide(owner.get(), current).state.terminal
 
             yield from kube_logs.follow_pods(
-                self.kube,
-                ns,
-                selector,
-                finished=finished,
-                linger=self.log_linger,
-                relist_interval=self.relist_interval,
+                self.kube, ns, watch=watch, pods=pods, finished=finished, linger=self.log_linger
             )
 
     def cancel(self, handle: JobHandle) -> None:
@@ -248,7 +238,7 @@ class ClusterBackend:
             gone = self._watch_owner(watch, handle.job_name, ns)
             try:
                 watch.until(
-                    lambda: True if not gone.snapshot() else None,
+                    lambda: True if gone.get() is None else None,
                     timeout=self.grace_period + 30.0,
                     what=f"deleting {handle.job_name!r}",
                     clock=self._clock,
@@ -285,15 +275,26 @@ class ClusterBackend:
             raise
         return created
 
-    def _watch_owner(self, watch: Watch, name: str, namespace: str) -> Informer:
-        """The job object itself, watched by name."""
-        return watch.add(
-            self.kube,
-            self.kind,
-            namespace,
-            field_selector=f"metadata.name={name}",
+    def _watch_owner(self, watch: Watch, name: str, namespace: str) -> Followed:
+        """The job object itself, from the namespace's shared informer of its kind."""
+        informer = watch.add(
+            self.kube, self.kind, namespace, label_selector=OURS,
+            relist_interval=self.relist_interval, interest=lambda o: o["metadata"]["name"] == name,
+        )  # fmt: skip
+        return watch.follow(informer, name, self.kube)
+
+    def _join(
+        self, watch: Watch, name: str, namespace: str
+    ) -> tuple[Followed, Callable[[], list[Obj]]]:
+        """The job and (a reader of) its pods, from the namespace's shared informers."""
+        key, _, value = self.pod_selector(name).partition("=")
+        owner = self._watch_owner(watch, name, namespace)
+        pods = watch.add(
+            self.kube, PODS, namespace, label_selector=self.pods_selector,
             relist_interval=self.relist_interval,
-        )
+            interest=lambda pod: (pod["metadata"].get("labels") or {}).get(key) == value,
+        )  # fmt: skip
+        return owner, lambda: pods.select(key, value)
 
     def _delete_if_ours(self, body: Obj) -> None:
         name = body["metadata"]["name"]
@@ -340,7 +341,7 @@ class ClusterBackend:
         with Watch() as watch:
             gone = self._watch_owner(watch, name, self.kube.namespace)
             watch.until(
-                lambda: True if not gone.snapshot() else None,
+                lambda: True if gone.get() is None else None,
                 timeout=120.0,
                 what=f"deleting {name!r}",
             )

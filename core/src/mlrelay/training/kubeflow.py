@@ -169,6 +169,10 @@ class TrainJobBackend(ClusterBackend):
     def pod_selector(self, name: str) -> str:
         return f"jobset.sigs.k8s.io/jobset-name={name}"
 
+    # Trainer labels the JobSet with the TrainJob's ``spec.labels``, not necessarily its pods:
+    # the namespace's JobSet pods are watched (and ours picked out by the label above).
+    pods_selector = "jobset.sigs.k8s.io/jobset-name"
+
     def decide(self, obj: Obj | None, pods: list[Obj]) -> JobStatus:
         created = _condition_false(obj, "Created")
         if created is not None and created.get("reason") in (

@@ -16,6 +16,10 @@ never reads the job again, which may have been garbage-collected by then (FAULTS
 - The waits run in daemon threads: a thread of ``asyncio.to_thread`` cannot be interrupted, and
   the event loop's shutdown joins them, so a triggerer stopping while a job ran for hours would
   hang until the job ended.
+- However many tasks are deferred, the triggerer watches each namespace once per kind: every
+  trigger's waiter and log follower borrow the process's shared informers
+  (:mod:`mlrelay.kube.shared`), so a waiting job costs the API server no request of its own
+  until it has a log to stream (benchmarks/p7_concurrent_waits.py).
 """
 
 from __future__ import annotations
