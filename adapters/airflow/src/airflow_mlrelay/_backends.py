@@ -13,8 +13,6 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mlrelay.errors import ConfigError
-
 log = logging.getLogger("airflow_mlrelay")
 
 if TYPE_CHECKING:
@@ -87,6 +85,8 @@ def serving_backend(
 
 
 def _load(kind: str, known: Mapping[str, str]) -> Any:
+    from mlrelay.errors import ConfigError
+
     target = known.get(kind, kind)
     module_name, _, attr = target.partition(":")
     if not attr:

@@ -19,8 +19,6 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from mlrelay.errors import ConfigError
-
 
 class InvalidInput(AirflowFailException):
     """An argument the core rejected before creating anything (``mlrelay.errors.ConfigError``).
@@ -82,6 +80,8 @@ class TrainingWaitFailed(AirflowException):
 @contextlib.contextmanager
 def core_errors() -> Iterator[None]:
     """Turn the core's ``ConfigError`` into ``InvalidInput`` (not retried); let the rest through."""
+    from mlrelay.errors import ConfigError  # not when a DAG file importing this is parsed
+
     try:
         yield
     except ConfigError as exc:

@@ -3,6 +3,10 @@
 Airflow 3 resolves an operator's links from XCom (the UI never imports this module's code to
 draw them), so an operator pushes each URL under its link's ``xcom_key`` when it knows it. The
 URLs are built from the redacted tracking URI (or the connection's ``ui_url``): no credentials.
+
+At the end of every try (and at a deferral) the task runner calls ``get_link`` and pushes its
+answer under the same key. The task remembers what it decided, URL or none, so that call is
+answered without reading back an XCom that was never pushed (a 404 Airflow logs as an error).
 """
 
 from __future__ import annotations
@@ -25,13 +29,19 @@ class _XComLink(BaseOperatorLink):
         return self.key
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        decided: dict[str, str] = getattr(operator, "_mlrelay_links", {})
+        if self.key in decided:
+            return decided[self.key]
         from airflow.sdk.execution_time.xcom import XCom
 
         return str(XCom.get_value(ti_key=ti_key, key=self.key) or "")
 
     @classmethod
     def persist(cls, context: Context, url: str | None) -> None:
-        """Record the link for this task instance (nothing when there is no URL to show)."""
+        """Record the link for this task instance (nothing pushed when there is no URL)."""
+        task = context.get("task")
+        if task is not None:
+            task.__dict__.setdefault("_mlrelay_links", {})[cls.key] = url or ""
         if url:
             context["ti"].xcom_push(key=cls.key, value=url)
 

@@ -1,4 +1,11 @@
-"""What the operators that talk to MLflow share: the connection, the run identity, results as JSON."""
+"""What the operators that talk to MLflow share: the connection, the run identity, results as JSON.
+
+Parse time matters here: the dag-processor constructs every operator of a DAG file on every
+parse. Airflow wraps each ``__init__`` of an operator's class hierarchy, and every wrapped layer
+merges the DAG's ``default_args`` and deep-copies its ``params`` again, so the bases below define
+no ``__init__`` of their own where they can avoid it: an operator's own ``__init__`` takes
+``mlflow_conn_id``. Hooks, the core and its libraries are imported when a task runs.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +14,31 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlrelay.hooks.mlflow import MLflowHook
-
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from pydantic import BaseModel
 
+    from airflow_mlrelay.hooks.mlflow import MLflowHook
     from mlrelay.settings import MLflowSettings
     from mlrelay.training.spec import RunIdentity
+
+#: ``MLflowHook.default_conn_name``, without importing the hook when a DAG file is parsed.
+MLFLOW_CONN_ID = "mlflow_default"
 
 
 class MLflowOperator(BaseOperator):
     """Base of the operators that reach MLflow through an ``mlflow`` connection.
 
-    Args:
-        mlflow_conn_id: the ``mlflow`` connection. Without it (the default id undefined, or
-            ``None``), the environment's ``MLFLOW_TRACKING_URI`` or a local store is used.
+    Subclasses take ``mlflow_conn_id``: the ``mlflow`` connection. Without it (the default id
+    undefined, or ``None``), the environment's ``MLFLOW_TRACKING_URI`` or a local store is used.
     """
 
-    def __init__(self, *, mlflow_conn_id: str | None = MLflowHook.default_conn_name, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.mlflow_conn_id = mlflow_conn_id
+    mlflow_conn_id: str | None = MLFLOW_CONN_ID
 
     @cached_property
     def mlflow_hook(self) -> MLflowHook:
+        from airflow_mlrelay.hooks.mlflow import MLflowHook
+
         return MLflowHook(self.mlflow_conn_id)
 
     @cached_property
@@ -51,11 +59,13 @@ class ServingOperator(MLflowOperator):
     Args:
         backend: ``"local"`` or ``"kserve"`` (templated); ``backend_options`` are its arguments.
         kubernetes_conn_id, namespace: the cluster, for ``"kserve"``.
+        mlflow_conn_id: the ``mlflow`` connection (see ``MLflowOperator``).
     """
 
     def __init__(
         self,
         *,
+        mlflow_conn_id: str | None = MLFLOW_CONN_ID,
         backend: str = "local",
         backend_options: dict[str, Any] | None = None,
         kubernetes_conn_id: str | None = "kubernetes_default",
@@ -63,6 +73,7 @@ class ServingOperator(MLflowOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.mlflow_conn_id = mlflow_conn_id
         self.backend = backend
         self.backend_options = backend_options
         self.kubernetes_conn_id = kubernetes_conn_id

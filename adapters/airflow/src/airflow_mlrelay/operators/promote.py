@@ -9,7 +9,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlrelay.exceptions import PromotionRejected, core_errors
 from airflow_mlrelay.links import MLflowModelVersionLink
-from airflow_mlrelay.operators._base import MLflowOperator, as_json
+from airflow_mlrelay.operators._base import MLFLOW_CONN_ID, MLflowOperator, as_json
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -38,6 +38,7 @@ class PromoteModelOperator(MLflowOperator):
             ``min_value``, ``max_value`` (templated). Its own ``on_reject`` is ignored.
         alias: the alias at stake (templated).
         on_reject: ``"fail"``, ``"skip"`` or ``"return"``.
+        mlflow_conn_id: the ``mlflow`` connection (see ``MLflowOperator``).
     """
 
     template_fields: Sequence[str] = ("version", "gate", "alias")
@@ -52,9 +53,11 @@ class PromoteModelOperator(MLflowOperator):
         gate: PromotionGate | dict[str, Any],
         alias: str = "champion",
         on_reject: OnReject = "fail",
+        mlflow_conn_id: str | None = MLFLOW_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.mlflow_conn_id = mlflow_conn_id
         if on_reject not in ("fail", "skip", "return"):
             raise ValueError(f"on_reject must be 'fail', 'skip' or 'return', not {on_reject!r}")
         self.version = version

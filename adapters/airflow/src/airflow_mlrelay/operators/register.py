@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlrelay.exceptions import core_errors
 from airflow_mlrelay.links import MLflowModelVersionLink, MLflowRunLink
-from airflow_mlrelay.operators._base import MLflowOperator, as_json
+from airflow_mlrelay.operators._base import MLFLOW_CONN_ID, MLflowOperator, as_json
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -27,6 +27,7 @@ class RegisterModelOperator(MLflowOperator):
         run_id: the training run, when ``source`` is a URI (templated).
         tags: extra version tags (templated); keys starting with ``mlrelay.`` are reserved.
         timeout: seconds to wait for the version to leave ``PENDING_REGISTRATION``.
+        mlflow_conn_id: the ``mlflow`` connection (see ``MLflowOperator``).
     """
 
     template_fields: Sequence[str] = ("source", "name", "run_id", "tags")
@@ -42,9 +43,11 @@ class RegisterModelOperator(MLflowOperator):
         run_id: str | None = None,
         tags: dict[str, str] | None = None,
         timeout: float = 300.0,
+        mlflow_conn_id: str | None = MLFLOW_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.mlflow_conn_id = mlflow_conn_id
         self.source = source
         self.name = name
         self.run_id = run_id

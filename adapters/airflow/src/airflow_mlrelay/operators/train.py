@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlrelay._backends import training_backend
 from airflow_mlrelay.exceptions import TrainingWaitFailed, core_errors
 from airflow_mlrelay.links import MLflowRunLink
-from airflow_mlrelay.operators._base import MLflowOperator, as_json, run_identity
+from airflow_mlrelay.operators._base import MLFLOW_CONN_ID, MLflowOperator, as_json, run_identity
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -34,6 +33,7 @@ class TrainModelOperator(MLflowOperator):
     ``backend_options``. Local training runs inline; on a cluster the task defers and the
     trigger enforces an absolute deadline (job ``timeout``, task ``execution_timeout``).
     A retry adopts what its first try started; a killed task stops the job and fails.
+    ``mlflow_conn_id`` is the ``mlflow`` connection (see ``MLflowOperator``).
     """
 
     template_fields: Sequence[str] = (*_TEMPLATED, "training_set", "backend", "namespace")
@@ -68,9 +68,11 @@ class TrainModelOperator(MLflowOperator):
         kubernetes_conn_id: str | None = "kubernetes_default",
         namespace: str | None = None,
         deferrable: bool | None = None,
+        mlflow_conn_id: str | None = MLFLOW_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.mlflow_conn_id = mlflow_conn_id
         self.name, self.command, self.args, self.image = name, command, args or [], image
         self.env, self.working_dir, self.container_resources = env, working_dir, container_resources
         self.node_selector, self.tolerations = node_selector, tolerations
@@ -84,6 +86,7 @@ class TrainModelOperator(MLflowOperator):
         self._running: Tracked | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlrelay._backends import training_backend
         from airflow_mlrelay.triggers.training import TrainingJobTrigger, deadline
         from mlrelay.training import start_training, train
 
