@@ -232,3 +232,15 @@ def test_o1_an_interrupt_after_the_create_but_before_the_handle_leaves_no_job(
     with pytest.raises(Interrupted):
         backend.submit(py_job(QUICK), fake_run())
     assert jobs(kube_emulator) == []
+
+
+def test_k7_a_namespace_that_does_not_exist_is_a_config_error_with_the_servers_message(
+    kube_emulator: KubeEmulator,
+) -> None:
+    """A 404 on create is not "the object is gone": the collection itself is missing."""
+    backend = backend_for(kube_emulator, kube=Kube(settings_for(kube_emulator, namespace="nope")))
+    with pytest.raises(ConfigError) as info:
+        backend.submit(py_job(QUICK), fake_run())
+    assert info.value.field == "namespace"
+    assert 'namespaces "nope" not found' in str(info.value)
+    assert jobs(kube_emulator) == []

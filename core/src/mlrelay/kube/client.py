@@ -256,6 +256,11 @@ class Kube:
         requests as ``ConfigError`` with the server's message, the rest as unavailability."""
         status = status_of(exc)
         if status == 404:
+            if what.startswith("create "):
+                # A create has no object to miss: its namespace (or the kind's API) is not there.
+                message = server_message(exc)
+                field = "namespace" if "namespace" in message else None
+                return ConfigError(f"the API server cannot {what}: {message}", field=field)
             return NotFound(what)
         if status == 409 and reason_of(exc) == "AlreadyExists":
             return AlreadyExists(what)
