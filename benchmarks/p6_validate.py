@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from common import emit, parser, result, summary, versions
+from handwritten import gx_validate
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "examples" / "expectations" / "transactions.json"
@@ -49,28 +50,9 @@ def make_data(rows: int, where: Path) -> Path:
 
 
 def raw_gx(path: Path, suite_file: Path) -> bool:
-    """What a user writes with GX 1.x alone (the documented pandas-dataframe recipe)."""
-    import great_expectations as gx
     import pandas as pd
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    frame = pd.read_parquet(path)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        context.data_sources.add_pandas("raw")
-        .add_dataframe_asset("transactions")
-        .add_batch_definition_whole_dataframe("all")
-    )
-    suite = context.suites.add(gx.ExpectationSuite(**json.loads(suite_file.read_text())))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="raw", data=batch, suite=suite)
-    )
-    outcome = definition.run(
-        batch_parameters={"dataframe": frame},
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
-    )
-    return bool(outcome.success)
+    return gx_validate(pd.read_parquet(path), suite_file, "raw")
 
 
 def ours(path: Path, suite_file: Path) -> bool:

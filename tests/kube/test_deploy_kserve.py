@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pandas as pd
 import pytest
-import yaml
+from kube_support import serving_role_rules
 from models_support import FEATURES, pipeline, register
 
 from mlrelay import _mlflow
@@ -26,25 +25,10 @@ from mlrelay.serving.isvc import INFERENCE_SERVICES, storage_uri
 from mlrelay.serving.kserve import KServeBackend
 from mlrelay.serving.spec import Canary, DeploymentSpec, Replace
 from mlrelay.settings import KServeSettings, KubernetesSettings, LocalSettings, MLflowSettings
-from mlrelay.testing.auth import Rule
 from mlrelay.testing.server import default_emulator
 
 pytestmark = pytest.mark.slow
 MODEL = "kserve-fraud"
-ROLE = resources.files("mlrelay.kube") / "manifests" / "serving-role.yaml"
-
-
-def role_rules(drop: str | None = None) -> tuple[Rule, ...]:
-    role = next(d for d in yaml.safe_load_all(ROLE.read_text()) if d["kind"] == "Role")
-    return tuple(
-        Rule(
-            verbs=tuple(v for v in r["verbs"] if v != drop),
-            api_groups=tuple(r["apiGroups"]),
-            resources=tuple(r["resources"]),
-            namespaces=("default",),
-        )
-        for r in role["rules"]
-    )
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +49,7 @@ def env(mlflow_server: str, mlflow_server_dir: Path, fraud_data, tmp_path_factor
     }
     tmp = tmp_path_factory.mktemp("kserve-emulator")
     with default_emulator(bookmark_interval=0.5, cluster={"kserve": {"status_delay": 0.5}}) as emu:
-        token = emu.add_token("system:serviceaccount:default:mlrelay", role_rules())
+        token = emu.add_token("system:serviceaccount:default:mlrelay", serving_role_rules())
         config = emu.write_kubeconfig(tmp / "kubeconfig", token=token)
         messages: list[str] = []
         backend = KServeBackend(
@@ -225,7 +209,10 @@ def test_without_create_permission_a_first_deploy_is_a_clear_403_and_creates_not
     env: Any, tmp_path
 ) -> None:
     emu = env["emu"]
-    token = emu.add_token("system:serviceaccount:default:no-create", role_rules(drop="create"))
+    token = emu.add_token(
+        "system:serviceaccount:default:no-create",
+        serving_role_rules(drop=("serving.kserve.io", "inferenceservices", "create")),
+    )
     config = emu.write_kubeconfig(tmp_path / "kubeconfig", token=token)
     backend = KServeBackend(
         kubernetes=KubernetesSettings(kubeconfig=config),

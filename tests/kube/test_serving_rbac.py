@@ -6,13 +6,12 @@ the resource, and leaves no InferenceService behind."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
+from kube_support import every_serving_rule, serving_role_rules
 from models_support import FEATURES, pipeline, register
 
 from mlrelay import _mlflow
@@ -26,38 +25,10 @@ from mlrelay.testing.auth import Rule
 from mlrelay.testing.server import default_emulator
 
 pytestmark = pytest.mark.slow
-ROLE = resources.files("mlrelay.kube") / "manifests" / "serving-role.yaml"
 MODEL = "serving-rbac"
 
 
-def role_rules(drop: tuple[str, str, str] | None = None) -> tuple[Rule, ...]:
-    """The shipped Role as emulator rules, without the (apiGroup, resource, verb) ``drop``."""
-    role = next(d for d in yaml.safe_load_all(ROLE.read_text()) if d["kind"] == "Role")
-    return tuple(
-        Rule(
-            verbs=tuple(
-                v
-                for v in r["verbs"]
-                if drop is None
-                or not (drop[0] in r["apiGroups"] and drop[1] in r["resources"] and drop[2] == v)
-            ),
-            api_groups=tuple(r["apiGroups"]),
-            resources=tuple(r["resources"]),
-            namespaces=("default",),
-        )
-        for r in role["rules"]
-    )
-
-
-EVERY_RULE = [
-    (group, resource, verb)
-    for rule in next(d for d in yaml.safe_load_all(ROLE.read_text()) if d["kind"] == "Role")[
-        "rules"
-    ]
-    for group in rule["apiGroups"]
-    for resource in rule["resources"]
-    for verb in rule["verbs"]
-]
+EVERY_RULE = every_serving_rule()
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +88,7 @@ def cleanup(env: Any) -> Iterator[None]:
 def test_the_shipped_serving_role_is_enough_to_deploy_replace_roll_back_and_undeploy(
     env: Any, tmp_path: Path, cleanup: None
 ) -> None:
-    exercise(backend_with(env, role_rules(), tmp_path), env, "rbac-full")
+    exercise(backend_with(env, serving_role_rules(), tmp_path), env, "rbac-full")
     assert "rbac-full" not in services(env)
 
 
@@ -128,6 +99,6 @@ def test_removing_any_rule_of_the_serving_role_fails_with_a_clear_403(
     _, resource, verb = dropped
     name = f"rbac-no-{verb}"
     with pytest.raises(ConfigError, match="forbidden") as info:
-        exercise(backend_with(env, role_rules(drop=dropped), tmp_path), env, name)
+        exercise(backend_with(env, serving_role_rules(drop=dropped), tmp_path), env, name)
     assert f'cannot {verb} resource "{resource}"' in str(info.value)
     assert "mlrelay/kube/manifests" in str(info.value)  # where the Role to fix is

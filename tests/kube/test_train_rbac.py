@@ -27,6 +27,19 @@ RUNTIMES = Kind(
 KUBEFLOW = {"trainjobs": TrainJobBackend, "pytorchjobs": PyTorchJobBackend}
 
 
+def without(rules: list[Rule], resource: str, verb: str) -> list[Rule]:
+    """The Role with one verb on one resource taken out."""
+    return [
+        Rule(
+            verbs=tuple(v for v in r.verbs if not (r.resources[0] == resource and v == verb)),
+            api_groups=r.api_groups,
+            resources=r.resources,
+            namespaces=r.namespaces,
+        )
+        for r in rules
+    ]
+
+
 def role_rules(namespace: str = "default") -> list[Rule]:
     role = next(d for d in yaml.safe_load_all(ROLE.read_text()) if d["kind"] == "Role")
     return [
@@ -97,15 +110,7 @@ def test_removing_any_rule_of_the_role_fails_with_a_clear_403(
     kube_cluster: KubeEmulator, tmp_path, dropped: tuple[str, str]
 ) -> None:
     resource, verb = dropped
-    rules = [
-        Rule(
-            verbs=tuple(v for v in r.verbs if not (r.resources[0] == resource and v == verb)),
-            api_groups=r.api_groups,
-            resources=r.resources,
-            namespaces=r.namespaces,
-        )
-        for r in role_rules()
-    ]
+    rules = without(role_rules(), resource, verb)
     with pytest.raises(ConfigError, match="forbidden") as info:
         exercise(backend_with(kube_cluster, rules, tmp_path), kube_cluster)
     assert f'cannot {verb} resource "{resource}"' in str(info.value)
@@ -127,15 +132,7 @@ def test_removing_any_kubeflow_rule_of_the_role_fails_with_a_clear_403(
     kube_cluster: KubeEmulator, tmp_path, dropped: tuple[str, str]
 ) -> None:
     resource, verb = dropped
-    rules = [
-        Rule(
-            verbs=tuple(v for v in r.verbs if not (r.resources[0] == resource and v == verb)),
-            api_groups=r.api_groups,
-            resources=r.resources,
-            namespaces=r.namespaces,
-        )
-        for r in role_rules()
-    ]
+    rules = without(role_rules(), resource, verb)
     backend = backend_with(kube_cluster, rules, tmp_path, resource)
     with pytest.raises(ConfigError, match="forbidden") as info:
         exercise(backend, kube_cluster, resource)

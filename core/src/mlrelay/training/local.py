@@ -57,6 +57,7 @@ DEFAULT_INHERITED_ENV = (
     "MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_HTTP_REQUEST_TIMEOUT",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
 )  # fmt: skip
+EXEC_WINDOW_TRIES = 50  # re-reads of an empty /proc/PID/cmdline, 10 ms apart (see _running)
 
 
 class LocalBackend:
@@ -321,13 +322,19 @@ class LocalBackend:
     def _running(self, handle: JobHandle) -> bool:
         """Whether the handle's pid is alive AND is still our supervisor (pids are reused)."""
         pid = _pid(handle)
-        if not _proc.alive(pid):
-            return False
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        return str(_state_dir(handle) / RESULT_FILE).encode() in cmdline
+        for _ in range(EXEC_WINDOW_TRIES):
+            if not _proc.alive(pid):
+                return False
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                return False
+            if cmdline:
+                return str(_state_dir(handle) / RESULT_FILE).encode() in cmdline
+            # Empty: Popen returns once exec closed the error pipe, which the kernel does before
+            # it sets up the new argv; a loaded machine shows that window (a job read as Lost).
+            time.sleep(0.01)
+        return False  # empty for good: not a process of ours (a kernel thread took the pid)
 
     def _note_ignored(self, job: TrainingJob) -> None:
         ignored = [
