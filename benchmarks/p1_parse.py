@@ -25,7 +25,7 @@ machine noise spreads evenly. An installed package has its bytecode compiled; a 
 run with ``PYTHONDONTWRITEBYTECODE`` does not, so the samples read bytecode from a private cache
 (``PYTHONPYCACHEPREFIX``) that one unmeasured warm-up parse per file fills.
 
-    uv run python benchmarks/p1_parse.py            # 15 rounds
+    uv run python benchmarks/p1_parse.py            # 9 rounds
     uv run python benchmarks/p1_parse.py --quick    # 1 round, no warm-up
 """
 
@@ -148,7 +148,7 @@ def measure(
 
 def main() -> None:
     args_parser = parser(__doc__)
-    args_parser.add_argument("--rounds", type=int, default=15, help="fresh interpreters per file")
+    args_parser.add_argument("--rounds", type=int, default=9, help="fresh interpreters per file")
     args = args_parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     samples = measure(rounds, warm_up=not args.quick)
