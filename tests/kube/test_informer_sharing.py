@@ -96,6 +96,13 @@ def both_watching(emulator: KubeEmulator) -> None:
     until(lambda: watches(emulator, JOBS_WATCH) and watches(emulator, PODS_WATCH), "the watches")
 
 
+def succeed(emulator: KubeEmulator, **waits: dict[str, Any]) -> None:
+    """Complete each named Job and check that its waiter saw it succeed."""
+    for name, wait in waits.items():
+        complete(emulator, name)
+        assert result(wait).state is JobState.SUCCEEDED
+
+
 def test_two_concurrent_waits_share_one_watch_per_kind(kube_emulator: KubeEmulator) -> None:
     # Two backends, two connections, same credentials: as two deferred tasks in one triggerer.
     first, second = backend_for(kube_emulator), backend_for(kube_emulator)
@@ -105,10 +112,7 @@ def test_two_concurrent_waits_share_one_watch_per_kind(kube_emulator: KubeEmulat
     assert kube_emulator.counter.watches_peak[JOBS_WATCH] == 1
     assert kube_emulator.counter.watches_peak[PODS_WATCH] == 1
     assert lists(kube_emulator, "jobs") == lists(kube_emulator, "pods") == 1
-    complete(kube_emulator, "a")
-    complete(kube_emulator, "b")
-    assert result(a).state is JobState.SUCCEEDED
-    assert result(b).state is JobState.SUCCEEDED
+    succeed(kube_emulator, a=a, b=b)
 
 
 def test_one_wait_ending_keeps_the_watch_another_uses_and_the_last_closes_it(
@@ -118,8 +122,7 @@ def test_one_wait_ending_keeps_the_watch_another_uses_and_the_last_closes_it(
     a, b = two_waits(kube_emulator, backend)
     both_watching(kube_emulator)
     until(lambda: INFORMERS.borrowers(kube_emulator.url) == 4, "both waiters")
-    complete(kube_emulator, "a")
-    assert result(a).state is JobState.SUCCEEDED
+    succeed(kube_emulator, a=a)
     time.sleep(0.3)  # a closing watch would be gone by now
     assert watches(kube_emulator, JOBS_WATCH) == watches(kube_emulator, PODS_WATCH) == 1
     assert "status" not in b
@@ -144,9 +147,8 @@ def test_k9_410_on_the_shared_watch_relists_once_for_every_waiter(
     time.sleep(0.3)  # a second waiter's re-list would have come by now
     assert lists(kube_emulator, "jobs") == before[0] + 1
     assert lists(kube_emulator, "pods") == before[1] + 1
-    complete(kube_emulator, "b")
     assert result(a).state is JobState.SUCCEEDED
-    assert result(b).state is JobState.SUCCEEDED
+    succeed(kube_emulator, b=b)
 
 
 def test_k10_quiet_close_of_the_shared_watch_resumes_it_without_a_relist(
@@ -169,10 +171,7 @@ def test_k10_quiet_close_of_the_shared_watch_resumes_it_without_a_relist(
         assert "status" not in a  # a closed stream is never "done"
         assert "status" not in b
     assert lists(kube_emulator, "jobs") == listed  # resumed from the resourceVersion
-    complete(kube_emulator, "a")
-    complete(kube_emulator, "b")
-    assert result(a).state is JobState.SUCCEEDED
-    assert result(b).state is JobState.SUCCEEDED
+    succeed(kube_emulator, a=a, b=b)
 
 
 def test_a_job_not_yet_in_the_shared_cache_is_not_read_as_deleted(
@@ -190,10 +189,8 @@ def test_a_job_not_yet_in_the_shared_cache_is_not_read_as_deleted(
     time.sleep(1.0)
     assert "error" not in b
     assert "status" not in b  # not DeletedExternally: a GET said it is there
-    complete(kube_emulator, "late")
-    assert result(b).state is JobState.SUCCEEDED
-    complete(kube_emulator, "a")
-    assert result(a).state is JobState.SUCCEEDED
+    succeed(kube_emulator, late=b)
+    succeed(kube_emulator, a=a)
 
 
 def test_k12_a_job_deleted_before_the_waiter_joined_is_deleted_externally(
@@ -207,8 +204,7 @@ def test_k12_a_job_deleted_before_the_waiter_joined_is_deleted_externally(
     status = backend.wait(handle, timeout=10)
     assert status.state is JobState.FAILED
     assert status.reason == "DeletedExternally"
-    complete(kube_emulator, "a")
-    assert result(a).state is JobState.SUCCEEDED
+    succeed(kube_emulator, a=a)
 
 
 def test_waiters_with_other_credentials_do_not_share_a_watch(
@@ -220,10 +216,7 @@ def test_waiters_with_other_credentials_do_not_share_a_watch(
     theirs = KubernetesJobBackend(mine.kube.settings.model_copy(update={"kubeconfig": other}))
     a, b = waiting(mine, create(kube_emulator, "a")), waiting(theirs, create(kube_emulator, "b"))
     until(lambda: watches(kube_emulator, JOBS_WATCH) == 2, "a watch per identity")
-    complete(kube_emulator, "a")
-    complete(kube_emulator, "b")
-    assert result(a).state is JobState.SUCCEEDED
-    assert result(b).state is JobState.SUCCEEDED
+    succeed(kube_emulator, a=a, b=b)
 
 
 def test_a_wait_joining_a_running_watch_makes_no_request_of_its_own(
@@ -235,11 +228,9 @@ def test_a_wait_joining_a_running_watch_makes_no_request_of_its_own(
     kube_emulator.counter.reset()
     b = waiting(backend, create(kube_emulator, "b"))  # its Job's event reaches the shared cache
     time.sleep(0.3)
-    complete(kube_emulator, "b")
-    assert result(b).state is JobState.SUCCEEDED
+    succeed(kube_emulator, b=b)
     assert kube_emulator.counter.total == 0  # no list, no watch, no GET: the cache answered
-    complete(kube_emulator, "a")
-    assert result(a).state is JobState.SUCCEEDED
+    succeed(kube_emulator, a=a)
 
 
 def test_k10_a_watch_gone_quiet_is_reopened_from_its_resource_version(
@@ -255,5 +246,4 @@ def test_k10_a_watch_gone_quiet_is_reopened_from_its_resource_version(
     assert hang.started.wait(5)
     until(lambda: opens(kube_emulator, "jobs") == opened + 2, "a watch after the silent one")
     assert lists(kube_emulator, "jobs") == listed  # resumed, not re-listed
-    complete(kube_emulator, "a")
-    assert result(a).state is JobState.SUCCEEDED
+    succeed(kube_emulator, a=a)
