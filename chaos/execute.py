@@ -36,6 +36,10 @@ log = logging.getLogger("chaos")
 SIGTERM_GRACE = 60.0
 
 
+class Stopped(Exception):
+    """The runner stopped before this attempt could start."""
+
+
 @dataclass
 class Outcome:
     """What became of one run (the report's row)."""
@@ -87,8 +91,22 @@ class Executor:
         self.timeout = timeout
         self.slots = threading.BoundedSemaphore(parallel)
         self.child_groups: list[int] = []
+        self._stopping = False
         self._lock = threading.Lock()
         self._epoch = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def stop(self) -> None:
+        """Start no more children and stop the process group of every child still running.
+
+        Called from the runner's ``finally`` (Ctrl-C, SIGTERM) while worker threads may be about
+        to start a retry: the flag is checked under the same lock as the spawn.
+        """
+        with self._lock:
+            self._stopping = True
+            groups = list(self.child_groups)
+        for pgid in groups:
+            if _proc.members(pgid):
+                _proc.stop_group(pgid, grace=5)
 
     def run(self, plan: RunPlan) -> Outcome:
         outcome = Outcome(plan)
@@ -141,14 +159,16 @@ class Executor:
         fired_before = len(self.faults.fired)
         if first and plan.faults:
             arm(self.faults, plan, ns)
-        with (run_dir / f"attempt-{n}.log").open("wb") as log:
-            proc = _proc.spawn(
-                [sys.executable, "-m", "chaos.child", str(spec_path)],
-                env=env, cwd=ROOT, stdout=log, stderr=log,
-            )  # fmt: skip
-        with self._lock:
+        with self._lock:  # stop() holds it too: no child starts once the runner is stopping
+            if self._stopping:
+                raise Stopped(plan.key)
+            with (run_dir / f"attempt-{n}.log").open("wb") as log:
+                proc = _proc.spawn(
+                    [sys.executable, "-m", "chaos.child", str(spec_path)],
+                    env=env, cwd=ROOT, stdout=log, stderr=log,
+                )  # fmt: skip
             self.child_groups.append(proc.pid)
-        timers = self._stream_timers(plan, outcome) if first and plan.faults else []
+        timers = self._stream_timers(plan, outcome, ns) if first and plan.faults else []
         try:
             if first and plan.signal:
                 self._kill_later(plan, outcome, proc, result_path)
@@ -199,13 +219,17 @@ class Executor:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def _stream_timers(self, plan: RunPlan, outcome: Outcome) -> list[threading.Timer]:
+    def _stream_timers(
+        self, plan: RunPlan, outcome: Outcome, namespace: str
+    ) -> list[threading.Timer]:
         kinds = [k for k in plan.faults if k in STREAM_FAULTS]
         timers = []
         for kind, at in zip(kinds, plan.stream_at, strict=True):
 
             def fire(kind: str = kind) -> None:
-                hit = STREAM_FAULTS[kind](self.faults)
+                hit = STREAM_FAULTS[kind](self.faults, namespace)
+                if kind == "cut-logs":
+                    return  # the emulator records each cut as it happens: counted from `fired`
                 with self._lock:
                     outcome.fired[kind] = outcome.fired.get(kind, 0) + hit
 

@@ -50,11 +50,11 @@ def _request_faults() -> dict[str, Callable[[Faults, str], None]]:
 
 
 REQUEST_FAULTS = _request_faults()
-# Stream faults act on every open stream of the emulator at the moment they fire.
-STREAM_FAULTS: dict[str, Callable[[Faults], int]] = {
-    "watch-410": lambda f: f.expire_watches(),  # K9
-    "watch-closed": lambda f: f.close_watches(),  # K10
-    "cut-logs": lambda f: f.cut_log_streams(),  # T11
+# Stream faults end the open streams of the run's namespace at the moment they fire.
+STREAM_FAULTS: dict[str, Callable[[Faults, str], int]] = {
+    "watch-410": lambda f, ns: f.expire_watches(namespace=ns),  # K9
+    "watch-closed": lambda f, ns: f.close_watches(namespace=ns),  # K10
+    "cut-logs": lambda f, ns: f.cut_log_streams(namespace=ns),  # T11
 }
 FAULT_KINDS = sorted([*REQUEST_FAULTS, *STREAM_FAULTS])
 
@@ -126,13 +126,5 @@ def arm(faults: Faults, plan: RunPlan, namespace: str) -> None:
 
 
 def disarm(faults: Faults, namespace: str) -> int:
-    """Drop the rules a run armed but never triggered, so they do not hit the next run.
-
-    ``Faults`` has no public per-rule removal (``clear()`` would also release other runs' holds),
-    so this filters its rule list under its lock, by the run's namespace.
-    """
-    with faults._lock:
-        mine = [r for r in faults._rules if f"/namespaces/{namespace}/" in r.path.pattern]
-        for rule in mine:
-            faults._rules.remove(rule)
-    return len(mine)
+    """Drop the rules a run armed but never triggered, so they do not hit the next run."""
+    return faults.discard(namespace)

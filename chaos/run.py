@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos import checks
-from chaos.execute import Executor, Outcome
+from chaos.execute import Executor, Outcome, Stopped
 from chaos.plan import make_plans
 from chaos.world import ROOT, World
 
@@ -82,11 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             checks.settle(world.emulator)
             summary = _summary(args, adapters, outcomes, world, sorted(listeners))
         finally:
-            from mlrelay import _proc
-
-            for pgid in executor.child_groups:  # a Ctrl-C mid-run leaves a child: stop it
-                if _proc.members(pgid):
-                    _proc.stop_group(pgid, grace=5)
+            executor.stop()  # a Ctrl-C or SIGTERM mid-run leaves children: stop them
     summary["wall_seconds"] = round(time.monotonic() - started, 1)
     summary["setup_seconds"] = round(setup, 1)
     _print(summary)
@@ -107,7 +103,10 @@ def _run_all(
 
     def worker(mine: list[Any]) -> None:
         for plan in mine:
-            outcome = executor.run(plan)
+            try:
+                outcome = executor.run(plan)
+            except Stopped:
+                return
             with lock:
                 outcomes.append(outcome)
             reason = outcome.failures[0]["type"] if outcome.failures else ""

@@ -11,8 +11,11 @@ checks (and the listener check) must report zero, and nothing it started may out
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,45 @@ def test_chaos_smoke_killed_faulted_runs_retry_to_success_and_leave_nothing_behi
     assert sum(summary["adapters"][a]["retries"] for a in ADAPTERS) >= 2
     assert sum(summary["faults_fired"].values()) >= 1, summary["faults_fired"]
     assert not _proc.members(runner.pid)
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Live processes whose command line names ``text`` (a test's own tmp path), from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(f"{entry} {cmdline[:160]}")
+    return found
+
+
+def test_chaos_runner_stopped_by_sigterm_starts_no_further_run_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    world = tmp_path / "world"
+    argv = [
+        sys.executable, "-m", "chaos.run", "--runs", "2", "--only", "clean", "--seed", "1",
+        "--adapters", "dagster", "--parallel", "1", "--workdir", str(world),
+    ]  # fmt: skip
+    with (tmp_path / "chaos.log").open("wb") as log:
+        runner = _proc.spawn(argv, cwd=ROOT, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(world.glob("runs/*/attempt-1.log")):  # the first run's child has started
+            assert runner.poll() is None, (tmp_path / "chaos.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the first run never started"
+            time.sleep(0.2)
+        time.sleep(3)
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=120) == 143
+    finally:
+        _proc.stop_group(runner.pid, grace=30, proc=runner)
+    # The worker thread would otherwise go on to the second run while the world shuts down.
+    assert [p.parent.name for p in world.glob("runs/*/attempt-*.log")] == ["dagster-1-0"]
+    assert _processes_mentioning(str(tmp_path)) == []

@@ -107,10 +107,12 @@ def test_fault_lose_response_commits_the_create(kube_emulator, batch):
     assert json.loads(e.value.body)["reason"] == "AlreadyExists"
 
 
-def _watch_in_thread(emulator, core, events: list, **kwargs) -> threading.Thread:
+def _watch_in_thread(
+    emulator, core, events: list, namespace: str = "default", **kwargs
+) -> threading.Thread:
     def run() -> None:
         try:
-            for e in watch.Watch().stream(core.list_namespaced_config_map, "default", **kwargs):
+            for e in watch.Watch().stream(core.list_namespaced_config_map, namespace, **kwargs):
                 events.append((e["type"], e["object"].metadata.name))
         except ApiException as e:
             events.append(("RAISED", e.status))
@@ -119,6 +121,40 @@ def _watch_in_thread(emulator, core, events: list, **kwargs) -> threading.Thread
     thread.start()
     wait_for_watches(emulator)
     return thread
+
+
+def test_fault_stream_faults_for_a_namespace_leave_other_namespaces_watches_open(
+    kube_emulator, core
+):
+    core.create_namespace({"metadata": {"name": "other"}})
+    mine: list = []
+    theirs: list = []
+    rv = core.list_namespaced_config_map("other").metadata.resource_version
+    other = _watch_in_thread(
+        kube_emulator, core, mine, "other", resource_version=rv, timeout_seconds=30
+    )
+    default = _watch_in_thread(kube_emulator, core, theirs, timeout_seconds=30)
+    wait_for_watches(kube_emulator, 2)
+    assert kube_emulator.faults.expire_watches(namespace="other") == 1
+    other.join(10)
+    assert mine == [("RAISED", 410)]
+    assert default.is_alive()
+    assert kube_emulator.faults.close_watches(namespace="other") == 0
+    assert kube_emulator.faults.close_watches(namespace="default") == 1
+    default.join(10)
+    assert not default.is_alive()
+    assert theirs == []
+
+
+def test_fault_discard_removes_only_one_namespaces_pending_faults(kube_emulator, batch, core):
+    core.create_namespace({"metadata": {"name": "other"}})
+    kube_emulator.faults.fail_next(3, method="POST", path="/namespaces/other/jobs$", status=500)
+    kube_emulator.faults.fail_next(1, method="POST", path="/namespaces/default/jobs$", status=503)
+    assert kube_emulator.faults.discard("other") == 1
+    batch.create_namespaced_job("other", JOB)  # its faults are gone
+    with pytest.raises(ApiException) as e:
+        batch.create_namespaced_job("default", JOB)
+    assert e.value.status == 503  # another namespace's fault still fires
 
 
 def test_fault_expire_watches_sends_410_error(kube_emulator, core):

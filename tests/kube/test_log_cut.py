@@ -100,7 +100,8 @@ def test_t11_cut_log_streams_ends_every_open_follow_stream(kube_cluster):
     reader = threading.Thread(target=follow)
     reader.start()
     assert first_line.wait(15)
-    assert kube_cluster.faults.cut_log_streams() == 1
+    assert kube_cluster.faults.cut_log_streams(namespace="elsewhere") == 0
+    assert kube_cluster.faults.cut_log_streams(namespace="default") == 1
     reader.join(10)
     assert not reader.is_alive()
     lines = "".join(got).splitlines()

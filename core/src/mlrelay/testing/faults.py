@@ -131,14 +131,16 @@ class Faults:
         self._add(_Rule("lose", method, re.compile(path), 1))
 
     # -- watch faults ------------------------------------------------------------------------
-    def expire_watches(self) -> int:
-        """Send ``ERROR`` 410 Expired to every open watch (as after etcd compaction), then close."""
+    def expire_watches(self, namespace: str | None = None) -> int:
+        """Send ``ERROR`` 410 Expired to every open watch (as after etcd compaction), then close;
+        with ``namespace``, only to the watches scoped to it. Returns how many."""
         rv = self._store.resource_version
-        return self._store.close_watches(expired(rv, rv + 1))
+        return self._store.close_watches(expired(rv, rv + 1), namespace)
 
-    def close_watches(self) -> int:
-        """End every open watch stream cleanly, with no event (a load-balancer idle timeout)."""
-        return self._store.close_watches(None)
+    def close_watches(self, namespace: str | None = None) -> int:
+        """End every open watch stream cleanly, with no event (a load-balancer idle timeout);
+        with ``namespace``, only the watches scoped to it. Returns how many."""
+        return self._store.close_watches(None, namespace)
 
     def drop_next_event(self, predicate: Callable[[WatchEvent], bool]) -> None:
         """Keep the next event matching ``predicate`` from every live watch (history keeps it)."""
@@ -146,10 +148,12 @@ class Faults:
             self._drops.append(predicate)
 
     # -- log faults (T11) ----------------------------------------------------------------------
-    def cut_log_streams(self) -> int:
-        """End every open ``follow`` log stream now, cleanly after its last whole line (a kubelet
-        log rotation, a proxy idle timeout); the client must resume with ``sinceTime``."""
-        return self._log_cuts.cut_open()
+    def cut_log_streams(self, namespace: str | None = None) -> int:
+        """End every open ``follow`` log stream (of ``namespace``'s pods, if given) now, cleanly
+        after its last whole line (a kubelet log rotation, a proxy idle timeout); the client must
+        resume with ``sinceTime``. Returns how many."""
+        scope = f"/namespaces/{re.escape(namespace)}/" if namespace else ""
+        return self._log_cuts.cut_open(scope)
 
     def cut_logs_next(self, *, after_lines: int = 0, path: str = "", times: int = 1) -> None:
         """End the next ``times`` ``follow`` log streams whose path matches ``path`` (a regex,
@@ -159,6 +163,21 @@ class Faults:
     def _log_cut(self, path: str) -> None:
         with self._lock:
             self.fired.append(("GET", path, "cut-logs"))
+
+    def discard(self, namespace: str) -> int:
+        """Remove the pending request faults aimed at one namespace (their path names
+        ``/namespaces/<namespace>/``) that never fired; other faults and held requests stay.
+
+        Lets runs that share one emulator, each in its own namespace, clean up after themselves
+        without ``clear()`` releasing another run's holds. Returns how many were removed.
+        """
+        marker = f"/namespaces/{namespace}/"
+        with self._lock:
+            # A caller may have passed the namespace through re.escape ("a\\-b"): compare unescaped.
+            mine = [r for r in self._rules if marker in r.path.pattern.replace("\\", "")]
+            for rule in mine:
+                self._rules.remove(rule)
+        return len(mine)
 
     def clear(self) -> None:
         """Remove pending faults and release held requests."""

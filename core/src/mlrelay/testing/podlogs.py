@@ -93,12 +93,15 @@ class LogCuts:
     _open: set[_OpenStream] = field(default_factory=set)
     _rules: list[_CutRule] = field(default_factory=list)
 
-    def cut_open(self) -> int:
-        """End every open follow stream at its next line boundary; returns how many."""
+    def cut_open(self, path: str = "") -> int:
+        """End every open follow stream whose API path matches ``path`` (a regex) at its next
+        line boundary; returns how many."""
+        pattern = re.compile(path)
         with self._lock:
-            for stream in self._open:
+            streams = [s for s in self._open if pattern.search(s.path)]
+            for stream in streams:
                 stream.cut = True
-            return len(self._open)
+            return len(streams)
 
     def cut_next(self, *, after_lines: int = 0, path: str = "", times: int = 1) -> None:
         """The next ``times`` follow streams whose API path matches ``path`` end after

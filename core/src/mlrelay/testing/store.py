@@ -332,12 +332,18 @@ class Store(DeletionMixin):
             self._subs.append(sub)
         return sub.cancel
 
-    def close_watches(self, error: ApiError | None = None) -> int:
-        """End every open API watch stream (cleanly, or with ``error`` as an ERROR event)."""
+    def close_watches(self, error: ApiError | None = None, namespace: str | None = None) -> int:
+        """End every open API watch stream (cleanly, or with ``error`` as an ERROR event); with
+        ``namespace``, only the watches scoped to it (cluster-wide watches stay open)."""
         with self._lock:
-            subs = [s for s in self._subs if s.kind is not None]
+            subs = [
+                s
+                for s in self._subs
+                if s.kind is not None and (namespace is None or s.namespace == namespace)
+            ]
             for sub in subs:
                 sub.sink(error)
+                self._subs.remove(sub)  # ended now: no later event, not counted as open
             return len(subs)
 
     @property
