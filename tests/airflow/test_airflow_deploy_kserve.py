@@ -191,8 +191,7 @@ def test_o4_airflow_trigger_on_kill_undoes_the_rollout_and_the_handle_is_plain_j
     text = handle.model_dump_json()
     assert TOKEN not in text
     assert RolloutHandle.model_validate(json.loads(text)) == handle
-    assert handle.rows  # the model's input example, for the smoke test on the worker
-    assert handle.rows_source == "input_example"
+    assert "rows" not in json.loads(text)  # data rows stay out of the triggerer's table
     trigger = DeploymentTrigger(
         handle=handle.model_dump(mode="json"), kubernetes_conn_id="kubernetes_default"
     )

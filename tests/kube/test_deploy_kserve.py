@@ -65,6 +65,7 @@ def env(mlflow_server: str, mlflow_server_dir: Path, fraud_data, tmp_path_factor
             "x": x,
             "messages": messages,
             "config": config,
+            "home": tmp / "home",
             **versions,
         }
 
@@ -98,6 +99,11 @@ def test_d5_first_deploy_asked_to_canary_gets_all_traffic_and_says_so(env: Any) 
     assert first.smoke_test
     assert first.smoke_test["ok"]
     assert set(served_by(first.url, x)) == {"fraud-predictor-00001"}
+    # The smoke rows came from MLmodel and the input example alone: no weights on this machine.
+    home = env["home"]
+    assert not (home / "models").exists()
+    fetched = {p.name for p in (home / "model-metadata" / MODEL / env["v1"].version).iterdir()}
+    assert fetched == {"MLmodel", "input_example.json", ".mlrelay-source"}
 
 
 def test_reapplying_the_same_spec_changes_nothing(env: Any) -> None:

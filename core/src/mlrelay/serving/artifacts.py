@@ -29,7 +29,11 @@ _SOURCE_MARKER = ".mlrelay-source"
 
 
 def download(
-    ref: ModelVersionRef, settings: MLflowSettings | None, local: LocalSettings
+    ref: ModelVersionRef,
+    settings: MLflowSettings | None,
+    local: LocalSettings,
+    *,
+    metadata_only: bool = False,
 ) -> tuple[Path, str | None]:
     """Download ``ref`` into ``MLRELAY_HOME/models/<name>/<version>``; return it and the run id.
 
@@ -37,6 +41,11 @@ def download(
     version's source, so a version deleted and re-created under the same number is fetched
     again. The download goes to a scratch directory renamed into place: a crash never leaves a
     half-downloaded model that a later deploy would trust.
+
+    ``metadata_only`` fetches just the ``MLmodel`` file and the input example (into
+    ``MLRELAY_HOME/model-metadata/...``, or the full copy if there is one): what a smoke test
+    needs where the model is served elsewhere (KServe), without pulling gigabytes of weights
+    onto an orchestrator's worker.
     """
     mlflow = require("mlflow", "serve")
     from mlflow.exceptions import MlflowException
@@ -56,22 +65,28 @@ def download(
     if version.status != "READY":
         raise ConfigError(f"{ref.uri} is {version.status}, not READY", field="model")
 
-    target = local.home.resolve() / "models" / safe_name(ref.name) / safe_name(ref.version)
-    marker = target / _SOURCE_MARKER
-    if marker.is_file() and marker.read_text() == version.source:
-        log.info("using %s downloaded before, in %s", ref.uri, target)
-        return target, version.run_id
+    parts = (safe_name(ref.name), safe_name(ref.version))
+    full = local.home.resolve().joinpath("models", *parts)
+    target = local.home.resolve().joinpath("model-metadata", *parts) if metadata_only else full
+    for cached in dict.fromkeys((full, target)):
+        marker = cached / _SOURCE_MARKER
+        if marker.is_file() and marker.read_text() == version.source:
+            log.info("using %s downloaded before, in %s", ref.uri, cached)
+            return cached, version.run_id
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         # Not download_artifacts("models:/name/version", tracking_uri=...): MLflow 3 resolves a
         # models:/ URI with the process-wide registry URI and ignores the one passed.
         where = client.get_model_version_download_uri(ref.name, ref.version)
-        root = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=where, dst_path=str(scratch), tracking_uri=settings.tracking_uri
+        if metadata_only:
+            root = _fetch_metadata(mlflow, where, scratch / "model", settings.tracking_uri)
+        else:
+            root = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=where, dst_path=str(scratch), tracking_uri=settings.tracking_uri
+                )
             )
-        )
         if not (root / "MLmodel").is_file():
             raise ConfigError(f"{ref.uri} has no MLmodel file: not an MLflow model", field="model")
         (root / _SOURCE_MARKER).write_text(version.source)
@@ -81,8 +96,40 @@ def download(
         raise ServiceUnavailable(f"could not download {ref.uri}", uri=settings.display_uri) from exc
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    log.info("downloaded %s into %s", ref.uri, target)
+    log.info("downloaded %s%s into %s", ref.uri, " (metadata)" if metadata_only else "", target)
     return target, version.run_id
+
+
+def _fetch_metadata(mlflow: Any, where: str, root: Path, tracking_uri: str | None) -> Path:
+    """``MLmodel`` and the input example it names, laid out as in the model's directory."""
+    from mlflow.models import Model
+
+    root.mkdir(parents=True)
+    names = {
+        Path(f.path).name
+        for f in mlflow.artifacts.list_artifacts(artifact_uri=where, tracking_uri=tracking_uri)
+    }
+    if "MLmodel" not in names:
+        return root  # the caller says "not an MLflow model"
+    wanted = ["MLmodel"]
+    mlmodel = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{where.rstrip('/')}/MLmodel", dst_path=str(root),
+            tracking_uri=tracking_uri,
+        )
+    )  # fmt: skip
+    info = Model.load(str(mlmodel)).saved_input_example_info or {}
+    example = info.get("artifact_path")
+    if isinstance(example, str) and example:
+        wanted.append(example)
+        dest = (root / example).parent
+        dest.mkdir(parents=True, exist_ok=True)
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{where.rstrip('/')}/{example}", dst_path=str(dest),
+            tracking_uri=tracking_uri,
+        )  # fmt: skip
+    log.debug("fetched %s of %s", ", ".join(wanted), where)
+    return root
 
 
 def smoke_rows(spec: DeploymentSpec, model_dir: Path) -> tuple[list[dict[str, Any]] | None, str]:
@@ -130,9 +177,9 @@ def _check_columns(rows: list[dict[str, Any]], schema: Any) -> None:
 def rows_for(
     spec: DeploymentSpec, settings: MLflowSettings | None, local: LocalSettings
 ) -> tuple[list[dict[str, Any]] | None, str]:
-    """``smoke_rows`` for a backend that does not otherwise need the model on this machine: the
-    model is downloaded (once, cached) for its signature and input example."""
+    """``smoke_rows`` for a backend that does not otherwise need the model on this machine: only
+    the model's ``MLmodel`` (signature) and input example are fetched, once, and cached."""
     if not spec.smoke_test:
         return None, "disabled"
-    model_dir, _ = download(spec.model, settings, local)
+    model_dir, _ = download(spec.model, settings, local, metadata_only=True)
     return smoke_rows(spec, model_dir)

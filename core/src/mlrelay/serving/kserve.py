@@ -137,11 +137,10 @@ class KServeBackend:
                 message + "Deployment's own strategy): use Replace()", field="strategy"
             )
         storage, run_id, dataset_hash = isvc.resolve(spec, _mlflow.resolve(self.mlflow, self.local))
-        rows, source = artifacts.rows_for(spec, self.mlflow, self.local)
+        artifacts.rows_for(spec, self.mlflow, self.local)  # no smoke rows: fail before a change
         predictor = self.predictor.spec(storage)
         base: dict[str, Any] = {
-            "spec": spec, "namespace": self.kube.namespace, "run_id": run_id, "rows": rows,
-            "rows_source": source, "started_at": started,
+            "spec": spec, "namespace": self.kube.namespace, "run_id": run_id, "started_at": started,
             "timings": {"resolve": round(time.time() - started, 3)},
         }  # fmt: skip
         try:
@@ -355,12 +354,13 @@ class KServeBackend:
         self, handle: RolloutHandle, status: RolloutStatus
     ) -> tuple[RolloutStatus, Obj | None]:
         """V2 requests to the new revision (by its tag); a failed status if they fail (D4)."""
-        if handle.rows is None:
+        rows, source = artifacts.rows_for(handle.spec, self.mlflow, self.local)  # cached
+        if rows is None:
             return status, None
         ready = status.rollout
         url = ready.tag_url("latest") or ready.url
         try:
-            return status, smoke.run(str(url), handle.name, handle.rows, source=handle.rows_source)
+            return status, smoke.run(str(url), handle.name, rows, source=source)
         except smoke.SmokeTestFailed as exc:
             failed = RolloutStatus(
                 state="failed", reason="SmokeTestFailed", failure_info=exc.info, isvc=status.isvc,

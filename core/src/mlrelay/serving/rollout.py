@@ -8,8 +8,9 @@ the wait in another process (Airflow's triggerer) and the rest where the task ru
 
 The handle and the status are frozen, JSON-ready models: the handle travels in a trigger's
 arguments and the status in its event. They carry what the later calls need and nothing
-secret: the spec, the predictor spec to restore, the revisions, the smoke-test rows (the
-model's input example, read once at ``begin``). The status carries the InferenceService's
+secret: the spec, the predictor spec to restore, the revisions. Not the smoke-test rows: they
+are data (the model's input example), so ``complete`` reads them again where it runs instead of
+storing them with a deferred task (``begin`` has checked them already). The status carries the InferenceService's
 metadata and status as the wait last saw them, so the task resumes from them without reading
 the object again (FAULTS O7).
 """
@@ -42,7 +43,6 @@ class RolloutHandle(Frozen):
         step: the canary traffic percent being waited for; ``None`` while waiting for the new
             revision to be ready.
         revision: the new revision, once it is ready.
-        rows: the smoke test's rows (``rows_source`` says where they came from).
         started_at: POSIX time of ``begin`` (timings span processes, so not a monotonic clock).
     """
 
@@ -56,8 +56,6 @@ class RolloutHandle(Frozen):
     step: int | None = None
     revision: str | None = None
     run_id: str | None = None
-    rows: list[dict[str, Any]] | None = None
-    rows_source: str = "disabled"
     smoke_test: dict[str, Any] | None = None
     started_at: float
     timings: dict[str, float] = Field(default_factory=dict)
