@@ -4,6 +4,7 @@ pipeline logged as an MLflow 3 logged model and registered through the client AP
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,13 @@ def register(
     name: str,
     *,
     broken: bool = False,
+    tamper: Callable[[Path], None] | None = None,
 ) -> ModelVersionRef:
     """Log ``model`` in a run as an MLflow 3 logged model and register it (client API only).
 
     ``broken`` corrupts the pickled model after saving: the version registers fine and fails to
-    load in a model server, as a model built against another library version would.
+    load in a model server, as a model built against another library version would. ``tamper``
+    may change the saved model's files (its directory is passed) before they are logged.
     """
     import mlflow.sklearn
 
@@ -53,6 +56,8 @@ def register(
     if broken:
         for f in local.glob("model.*"):
             f.write_bytes(b"not a model")
+    if tamper is not None:
+        tamper(local)
     experiment = _mlflow.ensure_experiment(client, "serving-tests")
     run = client.create_run(experiment)
     logged = client.create_logged_model(experiment, name="model", source_run_id=run.info.run_id)

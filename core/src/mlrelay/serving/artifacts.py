@@ -111,7 +111,6 @@ def _fetch_metadata(mlflow: Any, where: str, root: Path, tracking_uri: str | Non
     }
     if "MLmodel" not in names:
         return root  # the caller says "not an MLflow model"
-    wanted = ["MLmodel"]
     mlmodel = Path(
         mlflow.artifacts.download_artifacts(
             artifact_uri=f"{where.rstrip('/')}/MLmodel", dst_path=str(root),
@@ -121,14 +120,15 @@ def _fetch_metadata(mlflow: Any, where: str, root: Path, tracking_uri: str | Non
     info = Model.load(str(mlmodel)).saved_input_example_info or {}
     example = info.get("artifact_path")
     if isinstance(example, str) and example:
-        wanted.append(example)
+        if Path(example).is_absolute() or ".." in Path(example).parts:  # written under root
+            message = f"MLmodel names an input example outside the model: {example!r}"
+            raise ConfigError(message, field="model")
         dest = (root / example).parent
         dest.mkdir(parents=True, exist_ok=True)
         mlflow.artifacts.download_artifacts(
             artifact_uri=f"{where.rstrip('/')}/{example}", dst_path=str(dest),
             tracking_uri=tracking_uri,
         )  # fmt: skip
-    log.debug("fetched %s of %s", ", ".join(wanted), where)
     return root
 
 
