@@ -10,9 +10,9 @@ The handle and the status are frozen, JSON-ready models: the handle travels in a
 arguments and the status in its event. They carry what the later calls need and nothing
 secret: the spec, the predictor spec to restore, the revisions. Not the smoke-test rows: they
 are data (the model's input example), so ``complete`` reads them again where it runs instead of
-storing them with a deferred task (``begin`` has checked them already). The status carries the InferenceService's
-metadata and status as the wait last saw them, so the task resumes from them without reading
-the object again (FAULTS O7).
+storing them with a deferred task (``begin`` has checked them already). The status carries the
+InferenceService's metadata and status as the wait last saw them, so the task resumes from them
+without reading the object again (FAULTS O7).
 """
 
 from __future__ import annotations
